@@ -1,0 +1,34 @@
+# Developer commands. `make install` first; then `make train`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Empty this (`make install CONSTRAINTS=`) to keep a torch you installed yourself (e.g. CUDA).
+CONSTRAINTS ?= constraints-cpu.txt
+PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+
+.PHONY: install train test test-slow lint format clean
+
+install:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINT_FLAG) -e ".[dev]"
+
+train:
+	$(BIN)/python train.py $(ARGS)
+
+test:
+	$(BIN)/python -m pytest $(ARGS)
+
+test-slow:
+	$(BIN)/python -m pytest -m slow $(ARGS)
+
+lint:
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+
+format:
+	$(BIN)/python -m ruff format .
+	$(BIN)/python -m ruff check --fix .
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

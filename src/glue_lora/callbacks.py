@@ -1,0 +1,79 @@
+"""Lightning callbacks of our own: training throughput and peak memory for results.json."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+
+def peak_memory_mb(device: torch.device | None = None) -> float:
+    """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+class ThroughputMeter(L.Callback):
+    """Counts samples and real (non-padding) tokens, and the time spent training (not validating).
+
+    Token counts accumulate on the device, so the hot path never waits for a host sync.
+    """
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.tokens: torch.Tensor | None = None
+        self.padded_tokens = 0
+        self.train_seconds = 0.0
+        self.fit_seconds = 0.0
+        self._epoch_start = 0.0
+        self._val_start = 0.0
+        self._fit_start = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        self._fit_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        mask = batch["attention_mask"]
+        self.samples += mask.shape[0]
+        self.padded_tokens += mask.numel()
+        count = mask.sum()
+        self.tokens = count if self.tokens is None else self.tokens + count
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Validation inside a training epoch is not training time.
+        if not trainer.sanity_checking:
+            self._epoch_start += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train_seconds += time.perf_counter() - self._epoch_start
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_start
+
+    def summary(self, device: torch.device | None = None) -> dict[str, float]:
+        seconds = max(self.train_seconds, 1e-9)
+        tokens = int(self.tokens) if self.tokens is not None else 0
+        return {
+            "seconds": round(self.fit_seconds, 3),
+            "train_seconds": round(self.train_seconds, 3),
+            "samples_per_second": round(self.samples / seconds, 2),
+            "tokens_per_second": round(tokens / seconds, 2),
+            "padding_share": round(1 - tokens / self.padded_tokens, 4) if self.padded_tokens else 0.0,
+            "peak_memory_mb": round(peak_memory_mb(device), 1),
+        }

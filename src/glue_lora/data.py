@@ -1,0 +1,332 @@
+"""Reading GLUE / AG News splits, tokenizing them once (cached on disk), and batching them.
+
+A split is read from a local directory in the standard ``download_glue_data.py`` layout, or from
+the Hugging Face Hub when no directory is given. Every row is checked (column count, label in the
+task's label set) so that a bad file stops the run before training with the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from glue_lora.errors import DataError
+from glue_lora.sampler import LengthGroupedBatchSampler
+from glue_lora.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+# Rows as read: texts (one or two), label id / score (None on unlabelled test splits), row index.
+Rows = dict[str, list]
+
+CACHE_FORMAT_VERSION = "1"
+
+
+def _parse_label(spec: TaskSpec, raw: str, where: str) -> int | float:
+    raw = raw.strip()
+    if spec.label_names is None:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise DataError(
+                f"{where}: the {spec.name} score {raw!r} is not a finite number. Fix or remove "
+                "the row (STS-B scores are numbers between 0 and 5)."
+            )
+        return value
+    try:
+        return spec.label_names.index(raw)
+    except ValueError:
+        raise DataError(
+            f"{where}: label {raw!r} is not one of the {spec.name} labels "
+            f"{list(spec.label_names)}. Fix or remove the row, or check that task={spec.name} "
+            "matches the file."
+        ) from None
+
+
+def _open_rows(spec: TaskSpec, path: Path):
+    handle = path.open(encoding="utf-8-sig", newline="")
+    if spec.file_format == "csv":
+        return handle, csv.reader(handle)
+    # GLUE TSVs contain stray quote characters that are part of the text: quoting must be off.
+    return handle, csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
+_DATA_DIR_HINT = (
+    "Point GLUE_DIR (or paths.glue_dir=) at a GLUE directory in the download_glue_data.py layout "
+    "(<glue_dir>/<TASK>/train.tsv, dev.tsv, test.tsv), or AG_NEWS_DIR (paths.ag_news_dir=) at a "
+    "directory with AG News train.csv and test.csv; set the path to null to load the task from the Hub."
+)
+
+
+def read_split_file(spec: TaskSpec, path: Path, *, skip_malformed: bool = False) -> Rows:
+    """Read one split file of ``spec`` into columns ``texts``, ``label`` and ``idx``."""
+    if not path.is_file():
+        raise DataError(f"Missing data file {path} for task {spec.name}. {_DATA_DIR_HINT}")
+    handle, reader = _open_rows(spec, path)
+    with handle:
+        if spec.headerless_columns is not None:
+            columns = list(spec.headerless_columns)
+            first_line = 1
+        else:
+            try:
+                columns = [c.strip() for c in next(reader)]
+            except StopIteration:
+                columns = []
+            first_line = 2
+        missing = [c for c in spec.text_columns if c not in columns]
+        if missing:
+            raise DataError(
+                f"{path}: header {columns} lacks the column(s) {missing} that task {spec.name} "
+                f"reads. Check that the file belongs to task={spec.name} and is in the GLUE layout."
+            )
+        text_positions = [columns.index(c) for c in spec.text_columns]
+        label_position = columns.index(spec.label_column) if spec.label_column in columns else None
+        index_position = columns.index("index") if "index" in columns else None
+        rows: Rows = {"texts": [], "label": [], "idx": []}
+        skipped = 0
+        for line_number, fields in enumerate(reader, start=first_line):
+            if not fields:
+                continue
+            where = f"{path}, line {line_number}"
+            if len(fields) != len(columns):
+                if skip_malformed:
+                    skipped += 1
+                    continue
+                raise DataError(
+                    f"{where}: expected {len(columns)} tab-separated fields {columns}, found "
+                    f"{len(fields)}. Repair the row, or set data.skip_malformed_rows=true to skip "
+                    "such rows (each skip is counted in the log)."
+                )
+            rows["texts"].append(tuple(fields[p] for p in text_positions))
+            label = None if label_position is None else _parse_label(spec, fields[label_position], where)
+            rows["label"].append(label)
+            row_id = fields[index_position] if index_position is not None else len(rows["idx"])
+            rows["idx"].append(int(row_id) if str(row_id).isdigit() else len(rows["idx"]))
+    if skipped:
+        log.warning("Skipped %d malformed row(s) of %s", skipped, path)
+    if not rows["texts"]:
+        raise DataError(f"{path} holds no rows. Replace it with the task's {path.name} from the GLUE data.")
+    return rows
+
+
+def read_split_from_hub(spec: TaskSpec, split: str) -> Rows:
+    """Read one split of ``spec`` from the Hugging Face Hub (``nyu-mll/glue`` or AG News)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(spec.hub_path, spec.hub_name, split=spec.hub_splits[split])
+    except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
+        raise DataError(
+            f"Could not load {spec.hub_path} ({spec.hub_name or spec.name}, split "
+            f"{spec.hub_splits[split]}) from the Hugging Face Hub: {err}. Without network access, "
+            "point GLUE_DIR or paths.glue_dir at a local GLUE directory (download_glue_data.py "
+            "layout)."
+        ) from err
+    text_columns = spec.hub_text_columns or spec.text_columns
+    texts = list(zip(*(dataset[c] for c in text_columns), strict=True))
+    labels = [None if lab is None or lab == -1 else lab for lab in dataset["label"]]
+    idx = dataset["idx"] if "idx" in dataset.column_names else list(range(len(texts)))
+    return {"texts": texts, "label": labels, "idx": list(idx)}
+
+
+def read_split(
+    spec: TaskSpec, data_dir: str | Path | None, split: str, *, skip_malformed: bool = False
+) -> Rows:
+    """Read ``split`` of ``spec`` from ``data_dir`` (GLUE layout) or from the Hub when it is None."""
+    if data_dir is None:
+        return read_split_from_hub(spec, split)
+    task_dir = Path(data_dir) / spec.directory
+    if not task_dir.is_dir():
+        raise DataError(
+            f"The data directory {task_dir} for task {spec.name} does not exist. {_DATA_DIR_HINT}"
+        )
+    return read_split_file(spec, task_dir / spec.splits[split], skip_malformed=skip_malformed)
+
+
+def subset(rows: Rows, max_rows: int | None, seed: int = 0) -> Rows:
+    """A seeded random subset of at most ``max_rows`` rows, kept in file order."""
+    n = len(rows["texts"])
+    if max_rows is None or max_rows >= n:
+        return rows
+    keep = sorted(random.Random(seed).sample(range(n), max_rows))
+    return {k: [v[i] for i in keep] for k, v in rows.items()}
+
+
+def carve_dev(rows: Rows, fraction: float, seed: int) -> tuple[Rows, Rows]:
+    """Split ``rows`` into (train, dev) with a seeded ``fraction`` held out for dev."""
+    n = len(rows["texts"])
+    n_dev = max(1, round(n * fraction))
+    dev_ids = set(random.Random(seed).sample(range(n), n_dev))
+    pick = lambda keep: {k: [v[i] for i in range(n) if (i in dev_ids) == keep] for k, v in rows.items()}  # noqa: E731
+    return pick(False), pick(True)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A digest that changes whenever the tokenizer would produce different ids."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = backend.to_str() if backend is not None else repr(tokenizer)
+    inputs = ",".join(getattr(tokenizer, "model_input_names", []))
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{inputs}|{state}".encode()).hexdigest()[:16]
+
+
+def _rows_fingerprint(rows: Rows) -> str:
+    digest = hashlib.sha256()
+    for texts, label in zip(rows["texts"], rows["label"], strict=True):
+        digest.update(repr((texts, label)).encode())
+    return digest.hexdigest()[:16]
+
+
+class TokenizedSplit(Dataset):
+    """Token ids of one split, held in memory; items are dicts the padding collator accepts."""
+
+    def __init__(self, columns: dict[str, list]) -> None:
+        self.columns = columns
+        self.lengths = [len(ids) for ids in columns["input_ids"]]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.columns.items()}
+
+
+def tokenize_rows(
+    rows: Rows, tokenizer: Any, max_length: int, cache_dir: str | Path | None
+) -> TokenizedSplit:
+    """Tokenize ``rows`` once; later runs with the same rows, tokenizer and length load the cache."""
+    import datasets
+
+    labelled = all(label is not None for label in rows["label"])
+    table = {f"text_{i}": list(col) for i, col in enumerate(zip(*rows["texts"], strict=True))}
+    table["idx"] = rows["idx"]
+    if labelled:
+        table["labels"] = rows["label"]
+    text_keys = [k for k in table if k.startswith("text_")]
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(*(batch[k] for k in text_keys), truncation=True, max_length=max_length)
+
+    cache_file = None
+    if cache_dir is not None:
+        key = hashlib.sha256(
+            f"{CACHE_FORMAT_VERSION}|{_rows_fingerprint(rows)}|{tokenizer_fingerprint(tokenizer)}"
+            f"|{max_length}".encode()
+        ).hexdigest()[:24]
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        cache_file = str(Path(cache_dir) / f"tokens-{key}.arrow")
+    dataset = datasets.Dataset.from_dict(table).map(
+        encode,
+        batched=True,
+        remove_columns=text_keys,
+        cache_file_name=cache_file,
+        load_from_cache_file=cache_file is not None,
+        keep_in_memory=cache_file is None,
+        desc="Tokenizing",
+    )
+    return TokenizedSplit({name: dataset[name] for name in dataset.column_names})
+
+
+class GlueDataModule(L.LightningDataModule):
+    """Train/dev/test splits of one task, tokenized once and batched by length with dynamic padding."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        tokenizer: Any,
+        *,
+        data_dir: str | None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        val_fraction: float = 0.05,
+        max_train_rows: int | None = None,
+        max_eval_rows: int | None = None,
+        skip_malformed_rows: bool = False,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.data_dir = data_dir
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.val_fraction = val_fraction
+        self.max_train_rows = max_train_rows
+        self.max_eval_rows = max_eval_rows
+        self.skip_malformed_rows = skip_malformed_rows
+        self.splits: dict[str, TokenizedSplit] = {}
+
+    def read(self, split: str) -> Rows:
+        return read_split(self.spec, self.data_dir, split, skip_malformed=self.skip_malformed_rows)
+
+    def read_all(self) -> dict[str, Rows]:
+        """Read train and the dev split(s); a task without a dev file has dev carved from train."""
+        rows = {"train": self.read("train")}
+        if "dev" in self.spec.splits or (self.data_dir is None and "dev" in self.spec.hub_splits):
+            for split in self.spec.eval_splits:
+                rows[split] = self.read(split)
+        else:
+            # The held-out rows must not depend on the run's seed, or dev scores of seeds differ.
+            rows["train"], rows["dev"] = carve_dev(rows["train"], self.val_fraction, seed=0)
+        rows["train"] = subset(rows["train"], self.max_train_rows)
+        for split in self.spec.eval_splits:
+            rows[split] = subset(rows[split], self.max_eval_rows)
+        return rows
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        for split, rows in self.read_all().items():
+            self.splits[split] = tokenize_rows(rows, self.tokenizer, self.max_length, self.cache_dir)
+            log.info("%s %s: %d rows", self.spec.name, split, len(self.splits[split]))
+
+    def _collate(self):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
+
+    def _loader(self, split: TokenizedSplit, batch_size: int, shuffle: bool) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        replicas = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        sampler = LengthGroupedBatchSampler(
+            split.lengths,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=replicas,
+            rank=rank,
+        )
+        return DataLoader(
+            split,
+            batch_sampler=sampler,
+            collate_fn=self._collate(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits["train"], self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [
+            self._loader(self.splits[s], self.eval_batch_size, shuffle=False) for s in self.spec.eval_splits
+        ]

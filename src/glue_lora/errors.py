@@ -1,0 +1,13 @@
+"""Errors raised for bad input: each message names the problem and the fix in one paragraph."""
+
+
+class GlueLoraError(Exception):
+    """Base class for errors a user can fix; the CLI prints these without a traceback."""
+
+
+class ConfigError(GlueLoraError, ValueError):
+    """A configuration value is invalid or inconsistent."""
+
+
+class DataError(GlueLoraError, ValueError):
+    """A data file is missing, empty or malformed."""

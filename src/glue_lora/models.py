@@ -1,0 +1,137 @@
+"""Backbones and tokenizers: from a local directory, the bundled MiniLM, the Hub, or random weights.
+
+Where the weights come from, in order: ``name_or_path`` (a local directory or Hub id the user
+gave), the model package named by ``package`` (the pip-shipped all-MiniLM-L6-v2), then ``hub_id``.
+``pretrained=false`` builds the architecture from ``architecture`` (the public config's shape
+facts) with random weights; on the meta device it allocates nothing at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glue_lora.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_source(model_cfg: Mapping[str, Any]) -> str:
+    """The directory or Hub id that weights and tokenizer are loaded from."""
+    if model_cfg.get("name_or_path"):
+        source = str(model_cfg["name_or_path"])
+        looks_local = source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
+        if looks_local and not Path(source).expanduser().is_dir():
+            raise ConfigError(
+                f"model.name_or_path={source} is not a directory. Give a local model directory "
+                "(with config.json and weights) or a Hub id such as roberta-base."
+            )
+        return str(Path(source).expanduser()) if looks_local else source
+    package = model_cfg.get("package")
+    if package:
+        try:
+            module = importlib.import_module(package)
+            return str(module.get_model_path())
+        except ImportError:
+            log.info("Model package %s is not installed; using the Hub id.", package)
+    return str(model_cfg["hub_id"])
+
+
+def build_config(model_cfg: Mapping[str, Any], num_labels: int, regression: bool) -> Any:
+    """The transformers config: the pretrained one, or one built from ``architecture`` facts."""
+    from transformers import AutoConfig
+
+    head_kwargs: dict[str, Any] = {"num_labels": num_labels}
+    if regression:
+        head_kwargs["problem_type"] = "regression"
+    if model_cfg.get("cls_dropout") is not None:
+        head_kwargs.update(_cls_dropout_kwargs(model_cfg))
+    if model_cfg.get("pretrained", True):
+        return AutoConfig.from_pretrained(resolve_source(model_cfg), **head_kwargs)
+    architecture = dict(model_cfg.get("architecture") or {})
+    if "model_type" not in architecture:
+        raise ConfigError(
+            f"model={model_cfg.get('name')} with model.pretrained=false needs model.architecture "
+            "with at least model_type and the layer shapes (see conf/model/roberta_base.yaml)."
+        )
+    model_type = architecture.pop("model_type")
+    return AutoConfig.for_model(model_type, **architecture, **head_kwargs)
+
+
+def _cls_dropout_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    # DeBERTa-v2 reads `pooler_dropout`/`cls_dropout`; BERT/RoBERTa read `classifier_dropout`.
+    value = float(model_cfg["cls_dropout"])
+    return {"classifier_dropout": value, "cls_dropout": value, "pooler_dropout": value}
+
+
+def build_tokenizer(model_cfg: Mapping[str, Any], config: Any) -> Any:
+    """The tokenizer of ``model.tokenizer`` if given, else of the weights' source."""
+    from transformers import AutoTokenizer
+
+    source = model_cfg.get("tokenizer") or resolve_source(model_cfg)
+    # Passing the model config lets a bare vocab/merges directory resolve to the right class.
+    tokenizer = AutoTokenizer.from_pretrained(str(source), config=config)
+    if getattr(config, "type_vocab_size", 2) < 2 and "token_type_ids" in tokenizer.model_input_names:
+        # A model with one (or no) token type must not be fed segment ids it has no embedding for.
+        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    return tokenizer
+
+
+def build_backbone(
+    model_cfg: Mapping[str, Any],
+    num_labels: int,
+    regression: bool = False,
+    device: str | torch.device | None = None,
+) -> Any:
+    """An ``AutoModelForSequenceClassification`` with a fresh head of ``num_labels`` outputs."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = build_config(model_cfg, num_labels, regression)
+    dtype = _frozen_dtype(model_cfg)
+    trust = bool(model_cfg.get("trust_remote_code", False))
+    if not model_cfg.get("pretrained", True):
+        with torch.device(device or "cpu"):
+            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+    else:
+        source = resolve_source(model_cfg)
+        log.info("Loading pretrained weights from %s", source)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, trust_remote_code=trust, dtype=torch.float32
+        )
+    if dtype is not None:
+        model.to(dtype)
+    # from_pretrained returns the model in eval mode; training must start with dropout on.
+    return model.train()
+
+
+def _frozen_dtype(model_cfg: Mapping[str, Any]) -> torch.dtype | None:
+    name = model_cfg.get("frozen_dtype")
+    if name in (None, "float32", "fp32"):
+        return None
+    dtypes = {
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if name not in dtypes:
+        raise ConfigError(
+            f"model.frozen_dtype={name} is not supported. Use one of float32, bfloat16, float16."
+        )
+    return dtypes[name]
+
+
+def check_vocabulary(model: Any, tokenizer: Any) -> None:
+    """Fail early when the tokenizer produces ids the model's embedding table does not have."""
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings:
+        raise ConfigError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
+            f"{embeddings}: they belong to different models. Set model.tokenizer to the "
+            "tokenizer of the model's checkpoint (or leave it null to use the checkpoint's own)."
+        )

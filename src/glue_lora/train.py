@@ -1,0 +1,196 @@
+"""One training run, from a composed config to results.json and adapter/ (see DESIGN.md's flow)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
+from glue_lora.config import lora_dict, validate
+from glue_lora.lora import ParamCounts, apply_lora, count_parameters
+from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary
+from glue_lora.module import SPLIT_RESULT_KEY
+from glue_lora.tasks import TaskSpec, get_task
+
+log = logging.getLogger(__name__)
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seed every generator; with ``deterministic`` also force deterministic kernels (before CUDA work)."""
+    import lightning as L
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def effective_batch_size(cfg: DictConfig) -> int:
+    devices = cfg.trainer.get("devices", 1)
+    n_devices = devices if isinstance(devices, int) and devices > 0 else max(torch.cuda.device_count(), 1)
+    return (
+        cfg.data.batch_size
+        * n_devices
+        * cfg.trainer.get("num_nodes", 1)
+        * cfg.trainer.get("accumulate_grad_batches", 1)
+    )
+
+
+def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> torch.nn.Module:
+    """The backbone with its task head, wrapped with LoRA unless ``lora=none``."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
+    return apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+
+
+def report_parameters(cfg: DictConfig, counts: ParamCounts) -> None:
+    print(counts.table())
+    print(
+        f"effective batch size {effective_batch_size(cfg)} "
+        f"(per device {cfg.data.batch_size} x devices x nodes x accumulation)"
+    )
+
+
+def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
+    """Build the model on the meta device (no weights, data or download), print its counts, exit."""
+    if cfg.model.get("architecture") is not None:
+        cfg = cfg.copy()
+        cfg.model.pretrained = False
+    with torch.device("meta"):
+        model = build_model(cfg, spec, device="meta")
+    counts = count_parameters(model, cfg.model.trained_in_full)
+    report_parameters(cfg, counts)
+    return {"params": counts.as_dict()}
+
+
+def _best_entry(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement).
+    return max(enumerate(history), key=lambda item: (item[1]["dev"][metric], -item[0]))[1]
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train one model as ``cfg`` says; returns the content written to results.json."""
+    validate(cfg)
+    spec = get_task(cfg.task.name)
+    if cfg.get("dry_run"):
+        return dry_run(cfg, spec)
+
+    import lightning as L
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from glue_lora.callbacks import ThroughputMeter
+    from glue_lora.data import GlueDataModule
+    from glue_lora.module import GlueLoRAModule
+
+    out_dir = Path(cfg.paths.output_dir)
+    set_determinism(cfg.seed, cfg.deterministic)
+    model = build_model(cfg, spec)
+    tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
+    check_vocabulary(model, tokenizer)
+    counts = count_parameters(model, cfg.model.trained_in_full)
+    report_parameters(cfg, counts)
+
+    datamodule = GlueDataModule(
+        spec,
+        tokenizer,
+        data_dir=cfg.task.data_dir,
+        max_length=cfg.data.max_length,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        cache_dir=cfg.data.cache_dir,
+        val_fraction=cfg.task.get("val_fraction") or 0.05,
+        max_train_rows=cfg.data.max_train_rows,
+        max_eval_rows=cfg.data.max_eval_rows,
+        skip_malformed_rows=cfg.data.skip_malformed_rows,
+    )
+    # Read and check every file before the first step, so bad data never costs training time.
+    datamodule.setup("fit")
+    module = GlueLoRAModule(model, spec, instantiate(cfg.optimizer), cfg.schedule)
+
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="best",
+        monitor=f"val/{spec.primary_metric}",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        save_weights_only=False,
+    )
+    meter = ThroughputMeter()
+    extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=[checkpoint, meter, *extra_callbacks], logger=loggers
+    )
+    trainer.fit(module, datamodule=datamodule)
+
+    if checkpoint.best_model_path:
+        # The adapter is saved from the best checkpoint, not from the last step.
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(best["state_dict"], strict=False)
+    if not module.history:  # no validation ran during fit (e.g. max_steps inside the first epoch)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    history = module.history
+    best_entry = _best_entry(history, spec.primary_metric)
+
+    results: dict[str, Any] = {
+        "task": spec.name,
+        "model": cfg.model.name,
+        "model_name_or_path": _model_source(cfg),
+        "lora": lora_dict(cfg),
+        "seed": cfg.seed,
+        "metric": spec.primary_metric,
+        "score": best_entry["dev"][spec.primary_metric],
+        "dev": best_entry["dev"],
+    }
+    for split in spec.eval_splits[1:]:
+        results[SPLIT_RESULT_KEY[split]] = best_entry[SPLIT_RESULT_KEY[split]]
+    results["best"] = {"epoch": best_entry["epoch"], "step": best_entry["step"]}
+    results["history"] = history
+    results["params"] = counts.as_dict()
+    results["train"] = meter.summary(module.device)
+
+    if trainer.is_global_zero:
+        save_adapter(module.model, out_dir / "adapter", cfg, spec)
+        atomic_write_json(out_dir / "results.json", results)
+        print(
+            f"dev {spec.primary_metric} {results['score']:.4f} (best at epoch {best_entry['epoch']}, "
+            f"step {best_entry['step']}); results in {out_dir / 'results.json'}"
+        )
+    return results
+
+
+def _model_source(cfg: DictConfig) -> str:
+    from glue_lora.models import resolve_source
+
+    if not cfg.model.get("pretrained", True):
+        return f"random:{cfg.model.name}"
+    return resolve_source(OmegaConf.to_container(cfg.model, resolve=True))
+
+
+def save_adapter(model: torch.nn.Module, adapter_dir: Path, cfg: DictConfig, spec: TaskSpec) -> None:
+    """Save LoRA weights and head (PEFT layout), or the whole model for full fine-tuning.
+
+    ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model.
+    """
+    atomic_save_pretrained(model, adapter_dir)
+    atomic_write_json(
+        adapter_dir / "glue_lora.json",
+        {
+            "task": spec.name,
+            "label_names": list(spec.label_names) if spec.label_names else None,
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "lora": lora_dict(cfg),
+            "max_length": cfg.data.max_length,
+        },
+    )

@@ -1,0 +1,17 @@
+"""Train a LoRA adapter (or fully fine-tune) on a GLUE task: `python train.py model=... task=...`."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from glue_lora.cli import run_and_report
+    from glue_lora.train import run
+
+    results = run_and_report(run, cfg)
+    return results.get("score") if results else None
+
+
+if __name__ == "__main__":
+    main()
