@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig
 
-from glue_lora.errors import GlueLoraError
-
-log = logging.getLogger("glue_lora")
+from glue_lora.errors import ConfigError, GlueLoraError
+from glue_lora.hydra_callbacks import run_dir_refusal
 
 
 def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -23,10 +21,11 @@ def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     from hydra.types import RunMode
 
     try:
+        if (refusal := run_dir_refusal()) is not None:
+            raise ConfigError(refusal)
         return fn(cfg)
     except GlueLoraError as err:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

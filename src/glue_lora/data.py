@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import math
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +179,14 @@ def carve_dev(rows: Rows, fraction: float, seed: int) -> tuple[Rows, Rows]:
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A digest that changes whenever the tokenizer would produce different ids."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = backend.to_str() if backend is not None else repr(tokenizer)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # Truncation/padding are per-call settings the backend remembers; they are not identity.
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        state = json.dumps(state, sort_keys=True)
+    else:
+        state = repr(tokenizer)
     inputs = ",".join(getattr(tokenizer, "model_input_names", []))
     return hashlib.sha256(f"{type(tokenizer).__name__}|{inputs}|{state}".encode()).hexdigest()[:16]
 
@@ -207,34 +218,31 @@ def tokenize_rows(
     """Tokenize ``rows`` once; later runs with the same rows, tokenizer and length load the cache."""
     import datasets
 
-    labelled = all(label is not None for label in rows["label"])
-    table = {f"text_{i}": list(col) for i, col in enumerate(zip(*rows["texts"], strict=True))}
-    table["idx"] = rows["idx"]
-    if labelled:
-        table["labels"] = rows["label"]
-    text_keys = [k for k in table if k.startswith("text_")]
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        return tokenizer(*(batch[k] for k in text_keys), truncation=True, max_length=max_length)
-
-    cache_file = None
+    cache_path = None
     if cache_dir is not None:
         key = hashlib.sha256(
             f"{CACHE_FORMAT_VERSION}|{_rows_fingerprint(rows)}|{tokenizer_fingerprint(tokenizer)}"
             f"|{max_length}".encode()
         ).hexdigest()[:24]
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        cache_file = str(Path(cache_dir) / f"tokens-{key}.arrow")
-    dataset = datasets.Dataset.from_dict(table).map(
-        encode,
-        batched=True,
-        remove_columns=text_keys,
-        cache_file_name=cache_file,
-        load_from_cache_file=cache_file is not None,
-        keep_in_memory=cache_file is None,
-        desc="Tokenizing",
-    )
-    return TokenizedSplit({name: dataset[name] for name in dataset.column_names})
+        cache_path = Path(cache_dir) / f"tokens-{key}"
+        if cache_path.is_dir():
+            cached = datasets.load_from_disk(str(cache_path))
+            return TokenizedSplit({name: cached[name] for name in cached.column_names})
+
+    text_columns = [list(col) for col in zip(*rows["texts"], strict=True)]
+    columns: dict[str, list] = dict(tokenizer(*text_columns, truncation=True, max_length=max_length))
+    columns["idx"] = rows["idx"]
+    if all(label is not None for label in rows["label"]):
+        columns["labels"] = rows["label"]
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_path.parent, prefix=f".{cache_path.name}."))
+        datasets.Dataset.from_dict(columns).save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, cache_path)
+        except OSError:  # another process cached the same rows first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return TokenizedSplit(columns)
 
 
 class GlueDataModule(L.LightningDataModule):
