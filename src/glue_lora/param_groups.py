@@ -1,9 +1,9 @@
 """Optimizer parameter groups: weight decay split and layer-wise learning-rate tiers (``lr_tiers``).
 
 A tier names encoder layers (BERT, RoBERTa and DeBERTa-v2 all number them ``encoder.layer.<i>``),
-the embeddings (layer -1, together with DeBERTa's shared relative embeddings) or the head (classifier
-and poolers: everything above the encoder), and gives them a learning rate. Each tier becomes one
-param group, split in two when it holds biases or norm weights (they get no weight decay).
+the embeddings (layer -1, with DeBERTa's shared relative embeddings, their norm and conv) or the
+head (classifier and poolers: everything above the encoder), and gives them a learning rate. Each
+tier becomes one param group, split in two when it holds biases or norm weights (no weight decay).
 Trainable parameters in no tier form a ``rest`` group at ``optimizer.lr``.
 """
 
