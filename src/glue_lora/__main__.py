@@ -10,7 +10,9 @@ import importlib
 import sys
 
 # command name -> (module with main(argv), one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "study": ("glue_lora.study", "LoRA vs full fine-tuning: wall time, optimizer state, dev per epoch"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Lightning callbacks of our own: training throughput and peak memory for results.json."""
+"""Lightning callbacks of our own: training throughput, peak and optimizer-state memory for results.json."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ def peak_memory_mb(device: torch.device | None = None) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held in ``optimizer.state`` (AdamW: two moments per trained parameter, plus step counts)."""
+    return sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    )
+
+
 class ThroughputMeter(L.Callback):
     """Counts samples and real (non-padding) tokens, and the time spent training (not validating).
 
@@ -34,6 +44,8 @@ class ThroughputMeter(L.Callback):
         self._epoch_start = 0.0
         self._val_start = 0.0
         self._fit_start = 0.0
+        self.optimizer = ""
+        self.optimizer_state_bytes = 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -65,8 +77,10 @@ class ThroughputMeter(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
+        self.optimizer = ",".join(type(o).__name__ for o in trainer.optimizers)
+        self.optimizer_state_bytes = sum(optimizer_state_bytes(o) for o in trainer.optimizers)
 
-    def summary(self, device: torch.device | None = None) -> dict[str, float]:
+    def summary(self, device: torch.device | None = None) -> dict[str, float | str]:
         seconds = max(self.train_seconds, 1e-9)
         tokens = int(self.tokens) if self.tokens is not None else 0
         return {
@@ -76,4 +90,6 @@ class ThroughputMeter(L.Callback):
             "tokens_per_second": round(tokens / seconds, 2),
             "padding_share": round(1 - tokens / self.padded_tokens, 4) if self.padded_tokens else 0.0,
             "peak_memory_mb": round(peak_memory_mb(device), 1),
+            "optimizer": self.optimizer,
+            "optimizer_state_mb": round(self.optimizer_state_bytes / 2**20, 3),
         }

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.errors import ConfigError
 from glue_lora.lora import validate_lora_config
+from glue_lora.regularizers import validate as validate_regularizers
 from glue_lora.tasks import get_task
 
 
@@ -31,6 +32,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` naming the key and the fix for the first invalid value found."""
     get_task(cfg.task.name)
     validate_lora_config(lora_dict(cfg))
+    validate_regularizers(cfg.get("train"))
     _positive_int(cfg.data.batch_size, "data.batch_size", "32")
     if cfg.data.get("eval_batch_size") is not None:
         _positive_int(cfg.data.eval_batch_size, "data.eval_batch_size", "128")

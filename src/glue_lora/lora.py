@@ -62,6 +62,12 @@ def validate_lora_config(lora_cfg: Mapping[str, Any] | None) -> None:
         )
     if lora_cfg.get("bias", "none") not in ("none", "all", "lora_only"):
         raise ConfigError(f"lora.bias={lora_cfg.get('bias')!r} is invalid: use none, all or lora_only.")
+    budget = lora_cfg.get("budget")
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
+        raise ConfigError(
+            f"lora.budget={budget!r} is invalid: it must be a positive number of trainable "
+            "parameters (e.g. lora.budget=1000000), or null for no limit."
+        )
 
 
 def _leaf_names(model: nn.Module, kind: type[nn.Module] = nn.Linear) -> set[str]:
@@ -147,6 +153,24 @@ def apply_lora(
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     return peft_model
+
+
+def check_budget(counts: ParamCounts, lora_cfg: Mapping[str, Any] | None) -> str | None:
+    """Fail when the trainable parameters (LoRA + head) exceed ``lora.budget``; else a line to print."""
+    budget = (lora_cfg or {}).get("budget")
+    if budget is None:
+        return None
+    if counts.trainable <= budget:
+        return (
+            f"trainable {counts.trainable:,} within lora.budget {budget:,} ({counts.trainable / budget:.1%})"
+        )
+    other = counts.trainable - counts.lora - counts.head
+    parts = f"LoRA {counts.lora:,} + head {counts.head:,}" + (f" + other {other:,}" if other else "")
+    raise ConfigError(
+        f"{counts.trainable:,} trainable parameters ({parts}) exceed lora.budget={budget:,} by "
+        f"{counts.trainable - budget:,}. Lower lora.r, put LoRA on fewer layers (lora.layers=[...]) "
+        "or modules (lora.targets=[...]), or raise lora.budget."
+    )
 
 
 def count_parameters(model: nn.Module, head_modules: Sequence[str] = ()) -> ParamCounts:

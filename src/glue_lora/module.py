@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from glue_lora.metrics import build_metrics, predictions_from_logits
+from glue_lora.param_groups import NO_DECAY, param_groups  # noqa: F401  (NO_DECAY: re-exported)
+from glue_lora.regularizers import TrainingLoss
 from glue_lora.tasks import TaskSpec
-
-# Parameters whose names contain these are excluded from weight decay (biases and norms).
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 # Log prefix per dev split; MNLI's mismatched dev is logged as val_mm/<metric>.
 SPLIT_PREFIX = {"dev": "val", "dev_mm": "val_mm"}
@@ -30,12 +29,16 @@ class GlueLoRAModule(L.LightningModule):
         spec: TaskSpec,
         optimizer: Any,
         schedule: Mapping[str, Any],
+        lr_tiers: Mapping[str, Any] | None = None,
+        training_loss: TrainingLoss | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.spec = spec
         self.optimizer_factory = optimizer
         self.schedule = dict(schedule)
+        self.lr_tiers = lr_tiers
+        self.training_loss = training_loss or TrainingLoss(regression=spec.is_regression)
         self.val_metrics = nn.ModuleList(build_metrics(spec) for _ in spec.eval_splits)
         self.history: list[dict[str, Any]] = []
         # Checkpoints hold only trained weights, so loading them must not require the frozen ones.
@@ -46,8 +49,11 @@ class GlueLoRAModule(L.LightningModule):
         return self.model(**inputs)
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self(batch).loss
+        terms = self.training_loss(self, self.model.get_input_embeddings(), batch)
+        loss = terms.pop("loss")
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        for name, value in terms.items():  # R-Drop / Cutoff terms
+            self.log(f"train/{name}", value, batch_size=batch["input_ids"].shape[0])
         return loss
 
     def validation_step(
@@ -81,10 +87,7 @@ class GlueLoRAModule(L.LightningModule):
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = self.trainable_named_parameters()
-        decay = [p for n, p in params if not any(k in n for k in NO_DECAY)]
-        no_decay = [p for n, p in params if any(k in n for k in NO_DECAY)]
-        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        optimizer = self.optimizer_factory(param_groups(self.model, self.lr_tiers))
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = build_schedule(optimizer, self.schedule, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

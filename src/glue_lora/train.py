@@ -12,9 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.config import lora_dict, validate
-from glue_lora.lora import ParamCounts, apply_lora, count_parameters
+from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
 from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary
 from glue_lora.module import SPLIT_RESULT_KEY
+from glue_lora.param_groups import tier_table
 from glue_lora.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,12 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     return apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
 
 
-def report_parameters(cfg: DictConfig, counts: ParamCounts) -> None:
+def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Module) -> None:
     print(counts.table())
+    if budget := check_budget(counts, lora_dict(cfg)):
+        print(budget)
+    if cfg.get("lr_tiers"):
+        print(tier_table(model, cfg.lr_tiers, cfg.optimizer.lr))
     print(
         f"effective batch size {effective_batch_size(cfg)} "
         f"(per device {cfg.data.batch_size} x devices x nodes x accumulation)"
@@ -66,7 +71,7 @@ def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
     with torch.device("meta"):
         model = build_model(cfg, spec, device="meta")
     counts = count_parameters(model, cfg.model.trained_in_full)
-    report_parameters(cfg, counts)
+    report_parameters(cfg, counts, model)
     return {"params": counts.as_dict()}
 
 
@@ -89,6 +94,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.callbacks import ThroughputMeter
     from glue_lora.data import GlueDataModule
     from glue_lora.module import GlueLoRAModule
+    from glue_lora.regularizers import TrainingLoss
 
     out_dir = Path(cfg.paths.output_dir)
     set_determinism(cfg.seed, cfg.deterministic)
@@ -96,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, cfg.model.trained_in_full)
-    report_parameters(cfg, counts)
+    report_parameters(cfg, counts, model)
 
     datamodule = GlueDataModule(
         spec,
@@ -115,7 +121,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     # Read and check every file before the first step, so bad data never costs training time.
     datamodule.setup("fit")
-    module = GlueLoRAModule(model, spec, instantiate(cfg.optimizer), cfg.schedule)
+    module = GlueLoRAModule(
+        model,
+        spec,
+        instantiate(cfg.optimizer),
+        cfg.schedule,
+        lr_tiers=OmegaConf.to_container(cfg.lr_tiers) if cfg.get("lr_tiers") else None,
+        training_loss=TrainingLoss.from_config(cfg.get("train"), spec.is_regression),
+    )
 
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints",
