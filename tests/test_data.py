@@ -85,17 +85,17 @@ def test_non_numeric_regression_score(tmp_path):
     write_glue_task(tmp_path, "STS-B", rows=4)
     path = tmp_path / "STS-B" / "dev.tsv"
     lines = path.read_text().splitlines()
-    lines[1] = "\t".join(lines[1].split("\t")[:-1] + ["high"])
+    lines[1] = "\t".join([*lines[1].split("\t")[:-1], "high"])
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match="score 'high' is not a finite number"):
         read_split_file(get_task("stsb"), path)
 
 
 def test_missing_directory_file_and_empty_file(tmp_path):
-    with pytest.raises(DataError, match="does not exist.*GLUE_DIR"):
+    with pytest.raises(DataError, match=r"does not exist.*GLUE_DIR"):
         read_split(get_task("rte"), tmp_path / "nowhere", "train")
     (tmp_path / "RTE").mkdir()
-    with pytest.raises(DataError, match="Missing data file .*train.tsv"):
+    with pytest.raises(DataError, match=r"Missing data file .*train.tsv"):
         read_split(get_task("rte"), tmp_path, "train")
     (tmp_path / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
     with pytest.raises(DataError, match="holds no rows"):
@@ -105,7 +105,7 @@ def test_missing_directory_file_and_empty_file(tmp_path):
 def test_hub_failure_says_how_to_use_local_files(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(DataError, match="paths.glue_dir"):
+    with pytest.raises(DataError, match=r"paths\.glue_dir"):
         read_split(get_task("wnli"), None, "train")
 
 
@@ -115,7 +115,7 @@ def test_ag_news_csv_and_seeded_dev_split(glue_fixtures):
     assert set(rows["label"]) <= {0, 1, 2, 3}
     assert all(text[1].endswith(", with a comma") for text in rows["texts"])
     train_a, dev_a = carve_dev(rows, 0.25, seed=0)
-    train_b, dev_b = carve_dev(rows, 0.25, seed=0)
+    _train_b, dev_b = carve_dev(rows, 0.25, seed=0)
     assert dev_a == dev_b and len(dev_a["texts"]) == 12
     assert len(train_a["texts"]) + len(dev_a["texts"]) == len(rows["texts"])
 

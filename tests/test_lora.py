@@ -54,7 +54,7 @@ def test_adapter_round_trips_through_peft_with_equal_logits(tmp_path):
     backbone, model_cfg = tiny()
     model = apply_lora(backbone, LORA, model_cfg["lora_targets"], model_cfg["trained_in_full"])
     with torch.no_grad():  # LoRA B starts at zero; make the adapter matter
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.1)
     model.eval()
@@ -71,7 +71,7 @@ def test_adapter_round_trips_through_peft_with_equal_logits(tmp_path):
 
 
 def test_missing_target_module_lists_the_available_ones():
-    backbone, model_cfg = tiny()
+    backbone, _model_cfg = tiny()
     with pytest.raises(ConfigError, match=r"lora.targets \['query_proj'\] not found.*'query'.*'value'"):
         apply_lora(backbone, {**LORA, "targets": ["query_proj"]}, [], ["classifier"])
 
