@@ -10,7 +10,9 @@ import importlib
 import sys
 
 # command name -> (module with main(argv), one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("glue_lora.report", "summarise run/sweep directories against the paper, with plots"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from glue_lora.callbacks import ThroughputMeter
     from glue_lora.data import GlueDataModule
+    from glue_lora.loggers import build_loggers, finish_loggers
     from glue_lora.module import GlueLoRAModule
 
     out_dir = Path(cfg.paths.output_dir)
@@ -128,7 +129,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     meter = ThroughputMeter()
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[checkpoint, meter, *extra_callbacks], logger=loggers
     )
@@ -163,6 +164,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         save_adapter(module.model, out_dir / "adapter", cfg, spec)
         atomic_write_json(out_dir / "results.json", results)
+        finish_loggers(loggers, results)
         print(
             f"dev {spec.primary_metric} {results['score']:.4f} (best at epoch {best_entry['epoch']}, "
             f"step {best_entry['step']}); results in {out_dir / 'results.json'}"
