@@ -36,7 +36,7 @@ STATS = ("median", "mean", "std", "min", "max")
 NOT_CONFIGURATION = ("seed", "task", "model", "lora", "lora.r", "lora.alpha", "experiment", "logger")
 NOT_CONFIGURATION_PREFIXES = ("paths.", "hydra.", "logger.", "data.cache_dir", "trainer.enable_")
 # Folders inside a run directory that never hold another run.
-SKIP_DIRS = {"checkpoints", "adapter", "csv", "wandb", "tensorboard", ".hydra", "__pycache__"}
+SKIP_DIRS = {"checkpoints", "adapter", "csv", "wandb", "tensorboard", ".hydra", ".submitit", "__pycache__"}
 
 
 def lora_label(lora: dict[str, Any] | None) -> str:
