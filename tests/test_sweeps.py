@@ -32,8 +32,8 @@ def job_dirs(sweep: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def seed_sweep(glue_fixtures, token_cache, tmp_path_factory):
-    """3 seeds of STS-B (a regression: Pearson differs between seeds) on a tiny model, logged to W&B offline, crossed with a batch size of 0, which
-    fails every job it is in (at config validation, before any training)."""
+    """3 seeds of STS-B (a regression: Pearson differs between seeds) on a tiny model, logged to W&B
+    offline, crossed with a batch size of 0, which fails every job it is in (at validation)."""
     sweep = tmp_path_factory.mktemp("sweep") / "multirun"
     proc = run_cli(
         "train.py",

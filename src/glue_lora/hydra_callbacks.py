@@ -48,8 +48,11 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             from glue_lora.summary import write_failure
 
-            # ``return_value`` would re-raise the error; the exception itself is what we record.
-            write_failure(config.hydra.runtime.output_dir, job_return._return_value)
+            try:
+                # ``return_value`` would re-raise the error; the exception itself is what we record.
+                write_failure(config.hydra.runtime.output_dir, job_return._return_value)
+            except Exception as err:
+                log.warning("Could not record the failure in %s: %s", config.hydra.runtime.output_dir, err)
         self._write(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
