@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from tests.conftest import TINY, run_cli
+from glue_lora.errors import GlueLoraError
+from glue_lora.train import run
+from tests.conftest import TINY, compose_train, run_cli
 
 
 def test_dry_run_prints_paper_lora_counts_without_weights_or_data():
@@ -27,6 +30,21 @@ def test_dry_run_prints_paper_lora_counts_without_weights_or_data():
         (["task=nope"], "Could not find 'task/nope'"),
         (["model=nope"], "Could not find 'model/nope'"),
         (["lora=r3"], "Could not find 'lora/r3'"),
+        (["bogus_key=1"], "Could not override 'bogus_key'"),
+    ],
+)
+def test_unknown_options_and_keys_are_refused_by_composition(args, message):
+    from hydra.errors import HydraException
+
+    with pytest.raises(HydraException, match=re.escape(message)) as info:
+        compose_train(args)
+    if "Could not find" in message:
+        assert "Available options" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
         (["lora.r=0"], "lora.r=0 is invalid"),
         (["lora.alpha=-1"], "lora.alpha=-1 is invalid"),
         (["lora.dropout=1.5"], "lora.dropout=1.5 is invalid"),
@@ -34,19 +52,14 @@ def test_dry_run_prints_paper_lora_counts_without_weights_or_data():
         (["data.batch_size=0"], "data.batch_size=0 is invalid"),
         (["optimizer.lr=-1"], "optimizer.lr=-1 is invalid"),
         (["paths.glue_dir=/does/not/exist"], "The data directory /does/not/exist/SST-2"),
-        (["bogus_key=1"], "Could not override 'bogus_key'"),
     ],
 )
-def test_bad_input_fails_before_training_with_the_fix(args, message, tmp_path, glue_fixtures):
-    result = run_cli(
-        "train.py",
-        [*TINY, f"paths.glue_dir={glue_fixtures}", f"hydra.run.dir={tmp_path / 'run'}", *args],
-    )
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert message in output, output[-3000:]
-    assert "Epoch 0" not in output
-    assert not (tmp_path / "run" / "results.json").exists()
+def test_bad_values_fail_before_training_with_the_fix(args, message, tmp_path, glue_fixtures):
+    cfg = compose_train([*TINY, f"paths.glue_dir={glue_fixtures}", *args], tmp_path)
+    with pytest.raises(GlueLoraError, match=re.escape(message)):
+        run(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_fixable_errors_print_one_paragraph_not_a_traceback(tmp_path, glue_fixtures):

@@ -12,6 +12,7 @@ import sys
 # command name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("glue_lora.study", "LoRA vs full fine-tuning: wall time, optimizer state, dev per epoch"),
+    "report": ("glue_lora.report", "summarise run/sweep directories against the paper, with plots"),
 }
 
 

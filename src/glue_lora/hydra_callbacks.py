@@ -1,13 +1,16 @@
-"""Hydra callbacks: run before Hydra writes anything into the run directory."""
+"""Hydra callbacks: protect a run directory before a run; summarise a sweep after each of its jobs."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
+
+log = logging.getLogger(__name__)
 
 # Files whose presence means a directory already holds a run.
 RUN_MARKERS = ("results.json", "checkpoints", "adapter")
@@ -43,3 +46,42 @@ class ProtectRunDir(Callback):
             )
             with read_write(config.hydra), open_dict(config.hydra):
                 config.hydra.output_subdir = None
+
+
+class SweepSummary(Callback):
+    """Keep ``summary.csv`` and ``summary.md`` of a multirun up to date in its sweep directory.
+
+    Rewritten after every job, not only when the sweep ends: Hydra's BasicSweeper re-raises a failed
+    job's error once its batch is done, so ``on_multirun_end`` never runs for a sweep with a failure.
+    A failed job leaves ``failed.json`` (its error's first line) in its directory and is listed.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        if job_return.status == JobStatus.FAILED:
+            from glue_lora.summary import write_failure
+
+            try:
+                # ``return_value`` would re-raise the error; the exception itself is what we record.
+                write_failure(config.hydra.runtime.output_dir, job_return._return_value)
+            except Exception as err:
+                log.warning("Could not record the failure in %s: %s", config.hydra.runtime.output_dir, err)
+        self._write(Path(str(config.hydra.sweep.dir)))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._write(Path(str(config.hydra.sweep.dir)))
+
+    @staticmethod
+    def _write(sweep_dir: Path) -> None:
+        from glue_lora.summary import SUMMARY_MD, locked, summarise
+
+        try:
+            with locked(sweep_dir):
+                summarise([sweep_dir], sweep_dir, title=f"Sweep {sweep_dir}")
+            log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
+        except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
+            log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)

@@ -93,6 +93,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from glue_lora.callbacks import ThroughputMeter
     from glue_lora.data import GlueDataModule
+    from glue_lora.loggers import build_loggers, finish_loggers
     from glue_lora.module import GlueLoRAModule
     from glue_lora.regularizers import TrainingLoss
 
@@ -141,7 +142,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     meter = ThroughputMeter()
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[checkpoint, meter, *extra_callbacks], logger=loggers
     )
@@ -176,6 +177,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         save_adapter(module.model, out_dir / "adapter", cfg, spec)
         atomic_write_json(out_dir / "results.json", results)
+        finish_loggers(loggers, results)
         print(
             f"dev {spec.primary_metric} {results['score']:.4f} (best at epoch {best_entry['epoch']}, "
             f"step {best_entry['step']}); results in {out_dir / 'results.json'}"
