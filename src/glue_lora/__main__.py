@@ -10,7 +10,10 @@ import importlib
 import sys
 
 # command name -> (module with main(argv), one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "merge": ("glue_lora.merge", "merge a LoRA adapter into its base model (plain transformers model)"),
+    "import-loralib": ("glue_lora.import_loralib", "convert a microsoft/LoRA checkpoint into an adapter"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

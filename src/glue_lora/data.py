@@ -290,10 +290,30 @@ class GlueDataModule(L.LightningDataModule):
             rows[split] = subset(rows[split], self.max_eval_rows)
         return rows
 
+    def read_eval(self) -> dict[str, Rows]:
+        """The dev split(s) alone, exactly as ``read_all`` gives them (eval.py reads no train file)."""
+        if "dev" in self.spec.splits or (self.data_dir is None and "dev" in self.spec.hub_splits):
+            rows = {split: self.read(split) for split in self.spec.eval_splits}
+        else:
+            rows = {"dev": carve_dev(self.read("train"), self.val_fraction, seed=0)[1]}
+        return {split: subset(r, self.max_eval_rows) for split, r in rows.items()}
+
+    def read_test(self) -> dict[str, Rows]:
+        """The test split(s) predicted for the leaderboard (MNLI: matched and mismatched), in full."""
+        return {split: self.read(split) for split in self.spec.leaderboard_files}
+
+    def stage_splits(self, stage: str | None) -> tuple[str, ...]:
+        if stage == "validate":
+            return self.spec.eval_splits
+        if stage in ("test", "predict"):
+            return tuple(self.spec.leaderboard_files)
+        return ("train", *self.spec.eval_splits)
+
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if all(split in self.splits for split in self.stage_splits(stage)):
             return
-        for split, rows in self.read_all().items():
+        read = {"validate": self.read_eval, "test": self.read_test, "predict": self.read_test}
+        for split, rows in read.get(stage or "fit", self.read_all)().items():
             self.splits[split] = tokenize_rows(rows, self.tokenizer, self.max_length, self.cache_dir)
             log.info("%s %s: %d rows", self.spec.name, split, len(self.splits[split]))
 
@@ -329,4 +349,11 @@ class GlueDataModule(L.LightningDataModule):
     def val_dataloader(self) -> list[DataLoader]:
         return [
             self._loader(self.splits[s], self.eval_batch_size, shuffle=False) for s in self.spec.eval_splits
+        ]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """The test split(s), in the order of ``spec.leaderboard_files``."""
+        return [
+            self._loader(self.splits[s], self.eval_batch_size, shuffle=False)
+            for s in self.spec.leaderboard_files
         ]

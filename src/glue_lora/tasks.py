@@ -43,6 +43,8 @@ class TaskSpec:
     hub_text_columns: tuple[str, ...] | None = None
     # Name of the GLUE leaderboard prediction file for each predicted split.
     leaderboard_files: dict[str, str] = field(default_factory=dict)
+    # Regression only: the range of valid scores; predictions are clipped to it for submission.
+    score_range: tuple[float, float] | None = None
 
     @property
     def is_regression(self) -> bool:
@@ -156,6 +158,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=None,
             metrics=("pearson", "spearman"),
             primary_metric="pearson",
+            score_range=(0.0, 5.0),
         ),
         _glue(
             "wnli",
