@@ -110,7 +110,9 @@ def test_a_pair_without_recipe_uses_the_generic_defaults_and_says_so(tmp_path, c
 
 
 def test_a_recipe_that_starts_from_mnli_says_how_to_get_the_adapter(tmp_path):
-    cfg = compose_train(["model=roberta_base", "task=rte", f"paths.adapters_dir={tmp_path}"], tmp_path / "run")
+    cfg = compose_train(
+        ["model=roberta_base", "task=rte", f"paths.adapters_dir={tmp_path}"], tmp_path / "run"
+    )
     with pytest.raises(ConfigError) as err:
         run(cfg)  # fails before any model is built or downloaded
     message = str(err.value)

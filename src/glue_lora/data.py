@@ -69,13 +69,20 @@ _DATA_DIR_HINT = (
 )
 
 
-def read_split_file(spec: TaskSpec, path: Path, *, skip_malformed: bool = False) -> Rows:
-    """Read one split file of ``spec`` into columns ``texts``, ``label`` and ``idx``."""
+def read_split_file(
+    spec: TaskSpec, path: Path, *, skip_malformed: bool = False, header: bool | None = None
+) -> Rows:
+    """Read one split file of ``spec`` into columns ``texts``, ``label`` and ``idx``.
+
+    ``header``: whether the file starts with a header line (default: unless the task's files have none).
+    """
     if not path.is_file():
         raise DataError(f"Missing data file {path} for task {spec.name}. {_DATA_DIR_HINT}")
+    if header is None:
+        header = spec.headerless_columns is None
     handle, reader = _open_rows(spec, path)
     with handle:
-        if spec.headerless_columns is not None:
+        if not header:
             columns = list(spec.headerless_columns)
             first_line = 1
         else:
@@ -151,7 +158,9 @@ def read_split(
         raise DataError(
             f"The data directory {task_dir} for task {spec.name} does not exist. {_DATA_DIR_HINT}"
         )
-    return read_split_file(spec, task_dir / spec.splits[split], skip_malformed=skip_malformed)
+    return read_split_file(
+        spec, task_dir / spec.splits[split], skip_malformed=skip_malformed, header=spec.has_header(split)
+    )
 
 
 def subset(rows: Rows, max_rows: int | None, seed: int = 0) -> Rows:

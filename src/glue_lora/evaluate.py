@@ -42,9 +42,11 @@ def eval_task(info: AdapterInfo, task: str | None) -> TaskSpec:
 
 
 def data_dir_for(cfg: DictConfig, spec: TaskSpec) -> str | None:
-    """``data.data_dir``, else ``paths.<task>_dir`` where paths defines one, else ``paths.glue_dir``."""
+    """``data.data_dir``, else task=...'s, else ``paths.<task>_dir`` if any, else ``paths.glue_dir``."""
     if cfg.data.get("data_dir"):
         return str(cfg.data.data_dir)
+    if cfg.get("task") is not None and cfg.task.name == spec.name:
+        return cfg.task.get("data_dir")
     key = f"{spec.name}_dir"
     return cfg.paths.get(key) if key in cfg.paths else cfg.paths.get("glue_dir")
 
@@ -123,7 +125,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"split={cfg.split!r} is unknown: use split=dev (metrics) or split=test (predictions)."
         )
     info = read_adapter(cfg.adapter)
-    spec = eval_task(info, cfg.get("task"))
+    spec = eval_task(info, cfg.task.name if cfg.get("task") is not None else None)
     if cfg.split == "test" and not spec.leaderboard_files:
         raise ConfigError(f"Task {spec.name} has no test split to predict; use split=dev.")
     out_dir = Path(cfg.paths.output_dir)

@@ -34,6 +34,8 @@ class TaskSpec:
     )
     # Column names for files without a header line (CoLA, AG News); None means the file has one.
     headerless_columns: tuple[str, ...] | None = None
+    # Splits whose file has a header line although the task's other files have none (CoLA's test).
+    header_splits: tuple[str, ...] = ()
     file_format: str = "tsv"
     hub_path: str = GLUE_HUB_PATH
     hub_name: str | None = None
@@ -49,6 +51,9 @@ class TaskSpec:
     @property
     def is_regression(self) -> bool:
         return self.label_names is None
+
+    def has_header(self, split: str) -> bool:
+        return self.headerless_columns is None or split in self.header_splits
 
     @property
     def num_labels(self) -> int:
@@ -122,6 +127,7 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("mcc", "accuracy"),
             primary_metric="mcc",
             headerless_columns=("source", "label", "author_label", "sentence"),
+            header_splits=("test",),
         ),
         _glue(
             "qnli",
