@@ -156,9 +156,11 @@ class Predictor:
             heads[path.replace(".", "__")] = module
         return heads
 
-    def _activate(self, task: str) -> None:
+    def _check(self, task: str) -> None:
         if task not in self.infos:
             raise ConfigError(f"No adapter for task {task!r}; this Predictor serves {self.tasks}.")
+
+    def _activate(self, task: str) -> None:
         if task == self.active:
             return
         self.model.set_adapter(task)
@@ -180,6 +182,7 @@ class Predictor:
     @torch.inference_mode()
     def logits(self, task: str, texts: Texts) -> torch.Tensor:
         """The task head's raw outputs for ``texts`` (a text, texts, or (text, text) pairs)."""
+        self._check(task)
         columns = self._columns(task, texts)
         self._activate(task)
         max_length = self.infos[task].max_length
