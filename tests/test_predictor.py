@@ -82,3 +82,11 @@ def test_misuse_is_refused(predictor, adapters, tmp_path):
     other_base = make_adapter(tmp_path / "deberta", "sst2", model="tiny_deberta")
     with pytest.raises(ConfigError, match="different base"):
         glue_lora.Predictor(None, adapters={"sst2": adapters["sst2"], "other": other_base})
+
+
+def test_a_base_directory_replaces_the_recorded_base(predictor, adapters, tmp_path):
+    info = predictor.infos["sst2"]
+    build_base(info).save_pretrained(tmp_path / "base")  # the weights the adapters were trained on
+    predictor.tokenizer.save_pretrained(tmp_path / "base")
+    from_dir = glue_lora.Predictor(str(tmp_path / "base"), adapters={"sst2": adapters["sst2"]}, device="cpu")
+    torch.testing.assert_close(from_dir.logits("sst2", SENTENCES), predictor.logits("sst2", SENTENCES))
