@@ -19,6 +19,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -147,13 +148,15 @@ def import_loralib(
             f"checkpoint's base model) and --task (its label count: {task} has {spec.num_labels})."
         )
 
-    class _Adapter:
-        def save_pretrained(self, path: str | Path) -> None:
-            save_file(converted, str(Path(path) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-            skeleton.peft_config["default"].save_pretrained(str(path))
+    record = {**adapter_record(cfg, spec), "imported_from": str(checkpoint)}
 
-    atomic_save_pretrained(_Adapter(), out_dir)
-    atomic_write_json(out_dir / RECORD, {**adapter_record(cfg, spec), "imported_from": str(checkpoint)})
+    def write(path: str | Path) -> None:  # the PEFT layout, as peft's save_pretrained writes it
+        save_file(converted, str(Path(path) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        skeleton.peft_config["default"].save_pretrained(str(path))
+        atomic_write_json(Path(path) / RECORD, record)
+
+    # Written into a temporary directory and renamed: a crash leaves no half adapter.
+    atomic_save_pretrained(SimpleNamespace(save_pretrained=write), out_dir)
     log.info(
         "Imported %s: %d tensors, r=%d alpha=%s targets=%s -> %s",
         checkpoint,

@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -54,11 +55,15 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     _check_free(out_dir)
     model, tokenizer, info = load_model(adapter, base=base)
     merged = merge(model, info)
-    atomic_save_pretrained(merged, out_dir)
-    tokenizer.save_pretrained(out_dir)
-    record = json.loads((info.path / RECORD).read_text())
-    record.update(lora=None, merged_from=str(info.path))
-    atomic_write_json(out_dir / RECORD, record)
+    record = {**json.loads((info.path / RECORD).read_text()), "lora": None, "merged_from": str(info.path)}
+
+    def write(path: str | Path) -> None:
+        merged.save_pretrained(path)  # safetensors
+        tokenizer.save_pretrained(path)
+        atomic_write_json(Path(path) / RECORD, record)
+
+    # Written into a temporary directory and renamed: a crash leaves no half model.
+    atomic_save_pretrained(SimpleNamespace(save_pretrained=write), out_dir)
     log.info("Merged %s into %s", info.path, out_dir)
     return out_dir
 
