@@ -265,7 +265,7 @@ def test_lora_vs_full_sweep_and_study_table(glue_fixtures, token_cache, tmp_path
             "data.max_eval_rows=16",
             f"paths.glue_dir={glue_fixtures}",
             f"data.cache_dir={token_cache}",
-            "lora=none,alpha_r/r2",
+            "lora=none,rank/2",
             f"hydra.sweep.dir={sweep_dir}",
         ],
     )

@@ -13,6 +13,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("glue_lora.study", "LoRA vs full fine-tuning: wall time, optimizer state, dev per epoch"),
     "report": ("glue_lora.report", "summarise run/sweep directories against the paper, with plots"),
+    "merge": ("glue_lora.merge", "merge a LoRA adapter into its base model (plain transformers model)"),
+    "import-loralib": ("glue_lora.import_loralib", "convert a microsoft/LoRA checkpoint into an adapter"),
 }
 
 

@@ -73,13 +73,20 @@ _DATA_DIR_HINT = (
 )
 
 
-def read_split_file(spec: TaskSpec, path: Path, *, skip_malformed: bool = False) -> Rows:
-    """Read one split file of ``spec`` into columns ``texts``, ``label`` and ``idx``."""
+def read_split_file(
+    spec: TaskSpec, path: Path, *, skip_malformed: bool = False, header: bool | None = None
+) -> Rows:
+    """Read one split file of ``spec`` into columns ``texts``, ``label`` and ``idx``.
+
+    ``header``: whether the file starts with a header line (default: unless the task's files have none).
+    """
     if not path.is_file():
         raise DataError(f"Missing data file {path} for task {spec.name}. {_DATA_DIR_HINT}")
+    if header is None:
+        header = spec.headerless_columns is None
     handle, reader = _open_rows(spec, path)
     with handle:
-        if spec.headerless_columns is not None:
+        if not header:
             columns = list(spec.headerless_columns)
             first_line = 1
         else:
@@ -155,7 +162,9 @@ def read_split(
         raise DataError(
             f"The data directory {task_dir} for task {spec.name} does not exist. {_DATA_DIR_HINT}"
         )
-    return read_split_file(spec, task_dir / spec.splits[split], skip_malformed=skip_malformed)
+    return read_split_file(
+        spec, task_dir / spec.splits[split], skip_malformed=skip_malformed, header=spec.has_header(split)
+    )
 
 
 def subset(rows: Rows, max_rows: int | None, seed: int = 0) -> Rows:
@@ -298,10 +307,30 @@ class GlueDataModule(L.LightningDataModule):
             rows[split] = subset(rows[split], self.max_eval_rows)
         return rows
 
+    def read_eval(self) -> dict[str, Rows]:
+        """The dev split(s) alone, exactly as ``read_all`` gives them (eval.py reads no train file)."""
+        if "dev" in self.spec.splits or (self.data_dir is None and "dev" in self.spec.hub_splits):
+            rows = {split: self.read(split) for split in self.spec.eval_splits}
+        else:
+            rows = {"dev": carve_dev(self.read("train"), self.val_fraction, seed=0)[1]}
+        return {split: subset(r, self.max_eval_rows) for split, r in rows.items()}
+
+    def read_test(self) -> dict[str, Rows]:
+        """The test split(s) predicted for the leaderboard (MNLI: matched and mismatched), in full."""
+        return {split: self.read(split) for split in self.spec.leaderboard_files}
+
+    def stage_splits(self, stage: str | None) -> tuple[str, ...]:
+        if stage == "validate":
+            return self.spec.eval_splits
+        if stage in ("test", "predict"):
+            return tuple(self.spec.leaderboard_files)
+        return ("train", *self.spec.eval_splits)
+
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if all(split in self.splits for split in self.stage_splits(stage)):
             return
-        for split, rows in self.read_all().items():
+        read = {"validate": self.read_eval, "test": self.read_test, "predict": self.read_test}
+        for split, rows in read.get(stage or "fit", self.read_all)().items():
             self.splits[split] = tokenize_rows(rows, self.tokenizer, self.max_length, self.cache_dir)
             log.info("%s %s: %d rows", self.spec.name, split, len(self.splits[split]))
 
@@ -337,4 +366,11 @@ class GlueDataModule(L.LightningDataModule):
     def val_dataloader(self) -> list[DataLoader]:
         return [
             self._loader(self.splits[s], self.eval_batch_size, shuffle=False) for s in self.spec.eval_splits
+        ]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """The test split(s), in the order of ``spec.leaderboard_files``."""
+        return [
+            self._loader(self.splits[s], self.eval_batch_size, shuffle=False)
+            for s in self.spec.leaderboard_files
         ]

@@ -83,6 +83,15 @@ class GlueLoRAModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             self.history.append(entry)
 
+    def predict_step(
+        self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Row ids and fp32 logits (and labels, when the split has them) for eval.py's predictions."""
+        out = {"idx": batch["idx"], "logits": self(batch).logits.float()}
+        if "labels" in batch:
+            out["labels"] = batch["labels"]
+        return out
+
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 

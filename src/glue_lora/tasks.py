@@ -34,6 +34,8 @@ class TaskSpec:
     )
     # Column names for files without a header line (CoLA, AG News); None means the file has one.
     headerless_columns: tuple[str, ...] | None = None
+    # Splits whose file has a header line although the task's other files have none (CoLA's test).
+    header_splits: tuple[str, ...] = ()
     file_format: str = "tsv"
     hub_path: str = GLUE_HUB_PATH
     hub_name: str | None = None
@@ -43,10 +45,15 @@ class TaskSpec:
     hub_text_columns: tuple[str, ...] | None = None
     # Name of the GLUE leaderboard prediction file for each predicted split.
     leaderboard_files: dict[str, str] = field(default_factory=dict)
+    # Regression only: the range of valid scores; predictions are clipped to it for submission.
+    score_range: tuple[float, float] | None = None
 
     @property
     def is_regression(self) -> bool:
         return self.label_names is None
+
+    def has_header(self, split: str) -> bool:
+        return self.headerless_columns is None or split in self.header_splits
 
     @property
     def num_labels(self) -> int:
@@ -120,6 +127,7 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("mcc", "accuracy"),
             primary_metric="mcc",
             headerless_columns=("source", "label", "author_label", "sentence"),
+            header_splits=("test",),
         ),
         _glue(
             "qnli",
@@ -156,6 +164,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=None,
             metrics=("pearson", "spearman"),
             primary_metric="pearson",
+            score_range=(0.0, 5.0),
         ),
         _glue(
             "wnli",

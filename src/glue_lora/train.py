@@ -10,12 +10,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from glue_lora.adapters import RECORD, adapter_record
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.config import lora_dict, validate
+from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
 from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
+from glue_lora.recipes import describe_recipe
 from glue_lora.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -84,8 +87,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns the content written to results.json."""
     validate(cfg)
     spec = get_task(cfg.task.name)
+    log.info(describe_recipe(cfg))
     if cfg.get("dry_run"):
         return dry_run(cfg, spec)
+    init = prepare_init_adapter(cfg)  # fails here, before any work, when the adapter is missing
 
     import lightning as L
     from hydra.utils import instantiate
@@ -100,6 +105,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     set_determinism(cfg.seed, cfg.deterministic)
     model = build_model(cfg, spec)
+    load_init_adapter(model, init, spec, cfg.model.trained_in_full)
     tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, cfg.model.trained_in_full)
@@ -199,13 +205,4 @@ def save_adapter(model: torch.nn.Module, adapter_dir: Path, cfg: DictConfig, spe
     ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model.
     """
     atomic_save_pretrained(model, adapter_dir)
-    atomic_write_json(
-        adapter_dir / "glue_lora.json",
-        {
-            "task": spec.name,
-            "label_names": list(spec.label_names) if spec.label_names else None,
-            "model": OmegaConf.to_container(cfg.model, resolve=True),
-            "lora": lora_dict(cfg),
-            "max_length": cfg.data.max_length,
-        },
-    )
+    atomic_write_json(adapter_dir / RECORD, adapter_record(cfg, spec))

@@ -1,0 +1,17 @@
+"""Evaluate a trained adapter: `python eval.py adapter=<run or adapter dir> [task=...] [split=dev|test]`."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    from glue_lora.cli import run_and_report
+    from glue_lora.evaluate import run
+
+    results = run_and_report(run, cfg)
+    return results.get("score") if results else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""eval.py's run: a saved adapter -> dev metrics (eval_results.json) or GLUE test-set predictions.
+
+The model is rebuilt from the adapter's own ``glue_lora.json``; the data are read, tokenized and
+batched by the same ``GlueDataModule`` and scored by the same ``GlueLoRAModule`` as in training, so
+dev metrics reproduce those of the training run exactly (same eval batch size and precision).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from glue_lora.adapters import AdapterInfo, load_model, read_adapter
+from glue_lora.artifacts import atomic_write_json
+from glue_lora.errors import ConfigError
+from glue_lora.metrics import build_metrics, predictions_from_logits
+from glue_lora.module import SPLIT_RESULT_KEY
+from glue_lora.tasks import TaskSpec, get_task
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("dev", "test")
+
+
+def eval_task(info: AdapterInfo, task: str | None) -> TaskSpec:
+    """The task to evaluate on: the adapter's own, or another one with the same labels."""
+    spec = get_task(task or info.task)
+    if spec.label_names != info.label_names:
+        raise ConfigError(
+            f"The adapter {info.path} was trained on {info.task} (labels {info.label_names}); task="
+            f"{spec.name} has labels {spec.label_names}, so its head cannot score it. Leave task unset "
+            "to evaluate on the adapter's own task, or give an adapter trained on this task."
+        )
+    if spec.name != info.task:
+        log.warning("Evaluating a %s adapter on %s (same labels).", info.task, spec.name)
+    return spec
+
+
+def data_dir_for(cfg: DictConfig, spec: TaskSpec) -> str | None:
+    """``data.data_dir``, else task=...'s, else ``paths.<task>_dir`` if any, else ``paths.glue_dir``."""
+    if cfg.data.get("data_dir"):
+        return str(cfg.data.data_dir)
+    if cfg.get("task") is not None and cfg.task.name == spec.name:
+        return cfg.task.get("data_dir")
+    key = f"{spec.name}_dir"
+    return cfg.paths.get(key) if key in cfg.paths else cfg.paths.get("glue_dir")
+
+
+def format_prediction(spec: TaskSpec, value: float | int) -> str:
+    """One prediction as the leaderboard wants it: the label as written in the task's files, or a score."""
+    if spec.is_regression:
+        low, high = spec.score_range or (-float("inf"), float("inf"))
+        return f"{min(max(float(value), low), high):.3f}"
+    return spec.label_names[int(value)]
+
+
+def write_predictions(
+    spec: TaskSpec, path: Path, idx: Sequence[int], predictions: Sequence[float | int]
+) -> Path:
+    """A submission file: a header, then ``index<TAB>prediction`` per row in index order."""
+    delimiter = "," if path.suffix == ".csv" else "\t"
+    rows = sorted(zip((int(i) for i in idx), predictions, strict=True))
+    lines = [f"index{delimiter}prediction"]
+    lines += [f"{i}{delimiter}{format_prediction(spec, p)}" for i, p in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _datamodule(cfg: DictConfig, spec: TaskSpec, info: AdapterInfo, tokenizer: Any):
+    from glue_lora.data import GlueDataModule
+
+    batch = cfg.data.eval_batch_size
+    return GlueDataModule(
+        spec,
+        tokenizer,
+        data_dir=data_dir_for(cfg, spec),
+        max_length=cfg.data.get("max_length") or info.max_length,
+        batch_size=batch,
+        eval_batch_size=batch,
+        num_workers=cfg.data.num_workers,
+        cache_dir=cfg.data.cache_dir,
+        val_fraction=cfg.data.val_fraction,
+        max_eval_rows=cfg.data.max_eval_rows,
+        skip_malformed_rows=cfg.data.skip_malformed_rows,
+    )
+
+
+def _predict(trainer: Any, module: Any, datamodule: Any, spec: TaskSpec, out_dir: Path) -> dict[str, Any]:
+    outputs = trainer.predict(module, datamodule=datamodule)
+    splits = list(spec.leaderboard_files)
+    if len(splits) == 1:  # Lightning returns a flat list for a single dataloader
+        outputs = [outputs]
+    results: dict[str, Any] = {"predictions": {}, "rows": {}}
+    for split, batches in zip(splits, outputs, strict=True):
+        idx = torch.cat([b["idx"] for b in batches]).tolist()
+        logits = torch.cat([b["logits"] for b in batches])
+        preds = predictions_from_logits(spec, logits)
+        path = write_predictions(spec, out_dir / spec.leaderboard_files[split], idx, preds.tolist())
+        results["predictions"][split] = str(path)
+        results["rows"][split] = len(idx)
+        if all("labels" in b for b in batches):  # a labelled test split (AG News): score it too
+            metrics = build_metrics(spec)
+            metrics.update(preds, torch.cat([b["labels"] for b in batches]))
+            results[split] = {name: float(v) for name, v in metrics.compute().items()}
+        log.info("%s %s: %d predictions in %s", spec.name, split, len(idx), path)
+    return results
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.adapter`` on ``cfg.split``; returns the content written to eval_results.json."""
+    from hydra.utils import instantiate
+
+    from glue_lora.module import GlueLoRAModule
+
+    if cfg.split not in SPLITS:
+        raise ConfigError(
+            f"split={cfg.split!r} is unknown: use split=dev (metrics) or split=test (predictions)."
+        )
+    info = read_adapter(cfg.adapter)
+    spec = eval_task(info, cfg.task.name if cfg.get("task") is not None else None)
+    if cfg.split == "test" and not spec.leaderboard_files:
+        raise ConfigError(f"Task {spec.name} has no test split to predict; use split=dev.")
+    out_dir = Path(cfg.paths.output_dir)
+    model, tokenizer, info = load_model(info)
+    datamodule = _datamodule(cfg, spec, info, tokenizer)
+    module = GlueLoRAModule(model, spec, optimizer=None, schedule={})
+    trainer = instantiate(cfg.trainer)
+
+    results: dict[str, Any] = {
+        "adapter": str(info.path),
+        "task": spec.name,
+        "model": info.model.get("name"),
+        "split": cfg.split,
+    }
+    if cfg.split == "dev":
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        entry = module.history[-1]
+        results.update(metric=spec.primary_metric, score=entry["dev"][spec.primary_metric])
+        for split in spec.eval_splits:
+            results[SPLIT_RESULT_KEY[split]] = entry[SPLIT_RESULT_KEY[split]]
+        results["rows"] = {split: len(datamodule.splits[split]) for split in spec.eval_splits}
+        summary = f"dev {spec.primary_metric} {results['score']:.4f}"
+    else:
+        results.update(_predict(trainer, module, datamodule, spec, out_dir))
+        summary = f"{sum(results['rows'].values())} test predictions in {out_dir}"
+    atomic_write_json(out_dir / "eval_results.json", results)
+    print(f"{summary}; results in {out_dir / 'eval_results.json'}")
+    return results

@@ -1,0 +1,19 @@
+"""Which recipe a run uses: conf/recipe/<model>/<task>.yaml, the LoRA paper's hyperparameters."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+def describe_recipe(cfg: DictConfig) -> str:
+    """One log line: the recipe applied, or that the generic defaults are used for lack of one."""
+    model, task = cfg.model.name, cfg.task.name
+    if cfg.get("recipe"):
+        return (
+            f"Recipe {cfg.recipe}: the LoRA paper's hyperparameters (conf/recipe/{cfg.recipe}.yaml); "
+            "values given on the command line override it."
+        )
+    return (
+        f"No recipe for model={model} task={task} (conf/recipe/{model}/{task}.yaml does not exist): "
+        "using the generic defaults of conf/train.yaml and the config groups."
+    )
