@@ -119,7 +119,7 @@ def test_submission_files_of_every_task(task, glue_fixtures, token_cache, tmp_pa
         path = tmp_path / "eval" / name
         delimiter = "," if name.endswith(".csv") else "\t"
         lines = path.read_text().splitlines()
-        assert lines[0] == f"index{delimiter}prediction"
+        assert lines[0] == ("ID,Label" if name.endswith(".csv") else "index\tprediction")
         rows = [line.split(delimiter) for line in lines[1:]]
         assert len(rows) == results["rows"][split] > 0
         assert [int(i) for i, _ in rows] == list(range(len(rows)))  # every test row, in index order

@@ -17,10 +17,10 @@ from hydra import compose, initialize_config_dir
 
 from glue_lora.data import GlueDataModule, read_split
 from glue_lora.errors import ConfigError
+from glue_lora.evaluate import write_predictions
 from glue_lora.module import build_schedule
 from glue_lora.study import adamw_state_mb, load_results, study_table
 from glue_lora.study import main as study_main
-from glue_lora.submission import write_csv_submission
 from glue_lora.tasks import get_task
 from glue_lora.train import build_model, run
 from tests.conftest import CONF, TINY, compose_train, run_cli
@@ -209,7 +209,7 @@ def test_ag_news_reading_and_submission_format(glue_fixtures, tmp_path):
     )
     assert set(rows["label"]) <= {0, 1, 2, 3}
     predictions = [i % 4 for i in range(len(rows["idx"]))]
-    path = write_csv_submission(tmp_path / spec.leaderboard_files["test"], spec, rows["idx"], predictions)
+    path = write_predictions(spec, tmp_path / spec.leaderboard_files["test"], rows["idx"], predictions)
     assert path.name == "ag_news.csv"
     lines = path.read_text().splitlines()
     assert lines[0] == "ID,Label"
@@ -221,8 +221,6 @@ def test_ag_news_reading_and_submission_format(glue_fixtures, tmp_path):
         "3",
         "4",
     }
-    with pytest.raises(ConfigError, match="regression"):
-        write_csv_submission(tmp_path / "x.csv", get_task("stsb"), [0], [0])
 
 
 @pytest.mark.skipif(not (REAL_AG_NEWS / "test.csv").is_file(), reason="no local AG News test.csv")

@@ -59,13 +59,18 @@ def format_prediction(spec: TaskSpec, value: float | int) -> str:
     return spec.label_names[int(value)]
 
 
+# Header of a submission file by its suffix: GLUE's TSVs, and ID,Label CSVs (AG News).
+SUBMISSION_HEADERS = {".tsv": ("index", "prediction"), ".csv": ("ID", "Label")}
+
+
 def write_predictions(
     spec: TaskSpec, path: Path, idx: Sequence[int], predictions: Sequence[float | int]
 ) -> Path:
-    """A submission file: a header, then ``index<TAB>prediction`` per row in index order."""
+    """A submission file: its header, then one ``index<TAB>prediction`` (or ``ID,Label``) row per
+    test row, in index order; written atomically."""
     delimiter = "," if path.suffix == ".csv" else "\t"
     rows = sorted(zip((int(i) for i in idx), predictions, strict=True))
-    lines = [f"index{delimiter}prediction"]
+    lines = [delimiter.join(SUBMISSION_HEADERS[path.suffix])]
     lines += [f"{i}{delimiter}{format_prediction(spec, p)}" for i, p in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
