@@ -10,7 +10,8 @@ def describe_recipe(cfg: DictConfig) -> str:
     model, task = cfg.model.name, cfg.task.name
     if cfg.get("recipe"):
         return (
-            f"Recipe {cfg.recipe}: the LoRA paper's hyperparameters (conf/recipe/{cfg.recipe}.yaml); "
+            f"Recipe {cfg.recipe} (conf/recipe/{cfg.recipe}.yaml; the paper's hyperparameters "
+            "where the paper has them); "
             "values given on the command line override it."
         )
     return (
