@@ -68,6 +68,7 @@ CLOSED_GROUPS: dict[str, dict[str, Any]] = {
         "targets": (("list", STR), OPT),
         "layers": (("list", INT), OPT),
         "bias": STR,
+        "budget": (INT, OPT),  # max trainable parameters (null: no limit)
     },
 }
 
