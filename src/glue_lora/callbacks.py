@@ -50,7 +50,8 @@ class ThroughputMeter(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
-        self._fit_start = time.perf_counter()
+        self._fit_start = time.perf_counter() - self.fit_seconds  # a resumed run goes on counting
+        self._epoch_start = time.perf_counter()  # a run resumed mid-epoch gets no epoch start
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -79,6 +80,25 @@ class ThroughputMeter(L.Callback):
         self.fit_seconds = time.perf_counter() - self._fit_start
         self.optimizer = ",".join(type(o).__name__ for o in trainer.optimizers)
         self.optimizer_state_bytes = sum(optimizer_state_bytes(o) for o in trainer.optimizers)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Saved in checkpoints, so that a resumed run reports the whole run's throughput.
+        now = time.perf_counter()
+        in_epoch = now - self._epoch_start if self._epoch_start else 0.0
+        return {
+            "samples": self.samples,
+            "tokens": int(self.tokens) if self.tokens is not None else 0,
+            "padded_tokens": self.padded_tokens,
+            "train_seconds": self.train_seconds + in_epoch,
+            "fit_seconds": now - self._fit_start if self._fit_start else 0.0,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.samples = int(state_dict["samples"])
+        self.tokens = torch.tensor(int(state_dict["tokens"]))
+        self.padded_tokens = int(state_dict["padded_tokens"])
+        self.train_seconds = float(state_dict["train_seconds"])
+        self.fit_seconds = float(state_dict["fit_seconds"])
 
     def summary(self, device: torch.device | None = None) -> dict[str, float | str]:
         seconds = max(self.train_seconds, 1e-9)

@@ -9,8 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from glue_lora.errors import ConfigError, GlueLoraError
-from glue_lora.hydra_callbacks import run_dir_refusal
+from glue_lora.errors import GlueLoraError
 
 
 def route_library_logs_through_hydra() -> None:
@@ -33,8 +32,6 @@ def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
     route_library_logs_through_hydra()
     try:
-        if (refusal := run_dir_refusal()) is not None:
-            raise ConfigError(refusal)
         return fn(cfg)
     except GlueLoraError as err:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:

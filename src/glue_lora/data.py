@@ -254,6 +254,30 @@ def tokenize_rows(
     return TokenizedSplit(columns)
 
 
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose place inside an epoch is saved in Lightning checkpoints.
+
+    Lightning stores ``state_dict()`` of a stateful train loader in every checkpoint and calls
+    ``load_state_dict`` on resume, so a run killed mid-epoch goes on with the first batch it had not
+    trained on, instead of repeating the epoch's first batches. Lightning fetches exactly the
+    batches it trains on from a loader with a length, so the batches handed out are the position.
+    """
+
+    def __iter__(self):  # a generator, so nothing is drawn before Lightning's set_epoch
+        sampler = self.batch_sampler
+        self._position = (sampler.epoch, sampler.pending_skip())
+        for batch in super().__iter__():
+            self._position = (self._position[0], self._position[1] + 1)
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = getattr(self, "_position", (self.batch_sampler.epoch, 0))
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.skip_batches(int(state["epoch"]), int(state["batches"]))
+
+
 class GlueDataModule(L.LightningDataModule):
     """Train/dev/test splits of one task, tokenized once and batched by length with dynamic padding."""
 
@@ -351,9 +375,13 @@ class GlueDataModule(L.LightningDataModule):
             num_replicas=replicas,
             rank=rank,
         )
-        return DataLoader(
+        # Training batches are resumable mid-epoch; a loader's own generator keeps the global
+        # random stream (dropout) the same whether or not a run was resumed.
+        loader = ResumableDataLoader if shuffle else DataLoader
+        return loader(
             split,
             batch_sampler=sampler,
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=self._collate(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -11,3 +11,11 @@ class ConfigError(GlueLoraError, ValueError):
 
 class DataError(GlueLoraError, ValueError):
     """A data file is missing, empty or malformed."""
+
+
+class CheckpointError(GlueLoraError):
+    """A checkpoint is missing, damaged, unsafe to load, or belongs to another run."""
+
+
+class TrainingError(GlueLoraError):
+    """Training went wrong in a way the user must fix (e.g. the loss stopped being finite)."""

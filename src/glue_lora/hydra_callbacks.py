@@ -2,50 +2,131 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from glue_lora.redact import secret_overrides
 
 log = logging.getLogger(__name__)
 
 # Files whose presence means a directory already holds a run.
 RUN_MARKERS = ("results.json", "checkpoints", "adapter")
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
-_refusal: str | None = None
+
+class RunDirError(Exception):
+    """The run directory cannot be used as asked."""
 
 
-def run_dir_refusal() -> str | None:
-    """Why the current run's directory was refused, or None; the run raises it before any work."""
-    return _refusal
+def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
+    # Hydra turns an exception in a callback into a warning and runs the job anyway; a refusal
+    # must stop the process instead, before Hydra creates or writes anything.
+    @functools.wraps(hook)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            hook(*args, **kwargs)
+        except RunDirError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def run_dir_of_checkpoint(ckpt_path: str) -> Path | None:
+    """The run directory that ``ckpt_path`` (a run directory or a .ckpt file) belongs to, if any."""
+    path = Path(ckpt_path).expanduser().absolute()
+    if path.is_dir():
+        return path
+    if path.is_file():
+        return path.parent.parent if path.parent.name == "checkpoints" else None
+    raise RunDirError(
+        f"ckpt_path={ckpt_path} does not exist. Give the directory of the run to resume (it holds "
+        f"{LAST_CHECKPOINT}) or one of its checkpoint files."
+    )
+
+
+def _user_set_run_dir(config: DictConfig) -> bool:
+    overrides = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+    return any(str(o).lstrip("+").startswith("hydra.run.dir=") for o in overrides)
 
 
 class ProtectRunDir(Callback):
-    """Refuse to start a single run in a directory that already holds an earlier run.
+    """Keep every run in its own directory; a resumed run goes on in the directory of the killed one.
 
-    Hydra only warns when a callback raises, so instead this stops Hydra from writing its config
-    into the directory and leaves a refusal for the task function to raise.
+    Without ``resume``/``ckpt_path`` a directory that already holds a run is refused. With them
+    the run directory becomes the checkpoint's, and Hydra writes this attempt's config to
+    ``.hydra/resume-<n>/`` so that ``.hydra/`` keeps the config the run started with.
+    Also refuses literal secrets on the command line (Hydra would save them in overrides.yaml).
     """
 
+    @_exit_on_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_secret_overrides(config)
+
+    @_exit_on_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _refusal
-        _refusal = None
-        # DDP workers (LOCAL_RANK set by Lightning) re-enter the directory their rank 0 created.
-        if config.get("resume") or config.get("dry_run") or "LOCAL_RANK" in os.environ:
+        _refuse_secret_overrides(config)
+        if config.get("dry_run") or os.environ.get("LOCAL_RANK", "0") != "0":
+            return  # a DDP worker that Lightning started joins the run directory of rank 0
+        if config.get("ckpt_path") or config.get("resume"):
+            self._prepare_resume(config)
             return
         run_dir = Path(str(config.hydra.run.dir))
         taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
         if taken:
-            _refusal = (
+            raise RunDirError(
                 f"The run directory {run_dir} already holds a run ({', '.join(taken)}); it is left "
-                "untouched. Choose another hydra.run.dir, or leave it at its default, which is new "
-                "for every run."
+                "untouched. Add resume=true to continue that run from its last checkpoint, or choose "
+                "another hydra.run.dir (or leave it at its default, which is new for every run)."
             )
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra.output_subdir = None
+
+    @staticmethod
+    def _prepare_resume(config: DictConfig) -> None:
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path:
+            run_dir = run_dir_of_checkpoint(str(ckpt_path))
+            if run_dir is None:  # a checkpoint outside any run: a new run starts from it
+                return
+            current = Path(str(config.hydra.run.dir)).expanduser().absolute()
+            if _user_set_run_dir(config) and current != run_dir:
+                raise RunDirError(
+                    f"ckpt_path={ckpt_path} belongs to the run in {run_dir}, but hydra.run.dir={current}. "
+                    "Leave hydra.run.dir out: a resumed run goes on in its own directory."
+                )
+            with read_write(config.hydra.run):
+                config.hydra.run.dir = str(run_dir)
+        elif not _user_set_run_dir(config):
+            raise RunDirError(
+                "resume=true needs the directory of the run to continue: add "
+                "hydra.run.dir=<run dir> (or give ckpt_path=<run dir> instead of resume=true)."
+            )
+        run_dir = Path(str(config.hydra.run.dir))
+        subdir = config.hydra.output_subdir
+        if subdir is not None and (run_dir / str(subdir)).is_dir():
+            n = 1
+            while (run_dir / str(subdir) / f"resume-{n}").exists():
+                n += 1
+            with read_write(config.hydra):
+                config.hydra.output_subdir = f"{subdir}/resume-{n}"
+
+
+def _refuse_secret_overrides(config: DictConfig) -> None:
+    # unresolved: an override `key=${oc.env:NAME}` is saved as written, which is safe
+    found = secret_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    if found:
+        raise RunDirError(
+            f"The override(s) {found} put a secret on the command line, where Hydra would save it "
+            "in .hydra/overrides.yaml. Set it in the environment instead (e.g. WANDB_API_KEY, which "
+            "wandb reads itself) or reference it as ${oc.env:NAME}."
+        )
 
 
 class SweepSummary(Callback):

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.config import lora_dict
+from glue_lora.redact import redact
 from glue_lora.summary import lora_label
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     """Instantiate every logger of ``cfg.logger`` and log the fully resolved config to each."""
     from hydra.utils import instantiate
 
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = redact(OmegaConf.to_container(cfg, resolve=True))  # no API key or token in any log
     loggers = []
     for conf in (cfg.get("logger") or {}).values():
         logger = _start_wandb(conf, cfg) if _is_wandb(conf) else instantiate(conf)

@@ -15,9 +15,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     ``group_size * batch_size`` rows, each mega-batch is sorted by length and cut into batches, and
     the batches of the whole epoch are shuffled again. Batch order is therefore random, while
     padding inside a batch stays small. Evaluation (``shuffle=False``): all rows sorted by length.
+    The order depends only on ``seed`` and the epoch.
 
-    With ``num_replicas > 1`` (DDP) every rank takes every ``num_replicas``-th batch; the epoch is
-    cut to a multiple of ``num_replicas`` batches so that ranks step together.
+    With ``num_replicas > 1`` (DDP) the batches above are global batches of
+    ``batch_size * num_replicas`` rows, and every rank takes every ``num_replicas``-th row of each:
+    one optimizer step of an N-process run sees the same rows as one step of a single process with
+    an N times larger batch. In training a last global batch too small to give every rank a row is
+    dropped, so that all ranks step together.
+
+    ``skip_batches`` makes the next pass over an epoch start after the batches a resumed run has
+    already trained on.
     """
 
     def __init__(
@@ -41,40 +48,64 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None
+
+    @property
+    def sampler(self) -> LengthGroupedBatchSampler:
+        # Lightning calls set_epoch on `batch_sampler.sampler` (torch's BatchSampler layout), never
+        # on the batch sampler itself; without this every epoch would repeat the order of epoch 0.
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch so that each epoch has its own order."""
         self.epoch = epoch
 
-    def _all_batches(self) -> list[list[int]]:
+    def skip_batches(self, epoch: int, n: int) -> None:
+        """Start the next pass over ``epoch`` at its batch ``n`` (a pass over another epoch is whole)."""
+        self._skip = (epoch, n)
+
+    def pending_skip(self) -> int:
+        """How many batches the next pass will skip."""
+        return self._skip[1] if self._skip is not None and self._skip[0] == self.epoch else 0
+
+    def _global_batches(self) -> list[list[int]]:
         n = len(self.lengths)
+        size = self.batch_size * self.num_replicas
         if not self.shuffle:
             order = torch.sort(self.lengths, descending=True, stable=True).indices
-            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+            return [order[i : i + size].tolist() for i in range(0, n, size)]
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         permutation = torch.randperm(n, generator=generator)
-        group = self.group_size * self.batch_size
+        group = self.group_size * size
         batches: list[list[int]] = []
         for start in range(0, n, group):
             chunk = permutation[start : start + group]
             chunk = chunk[torch.sort(self.lengths[chunk], descending=True, stable=True).indices]
-            batches.extend(
-                chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)
-            )
+            batches.extend(chunk[i : i + size].tolist() for i in range(0, len(chunk), size))
         batch_order = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in batch_order]
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._all_batches()
-        if self.num_replicas > 1:
-            usable = len(batches) - len(batches) % self.num_replicas if self.shuffle else len(batches)
-            batches = batches[self.rank : usable : self.num_replicas]
-        return iter(batches)
+        # A generator: the order is drawn at the first batch, after Lightning's set_epoch.
+        start = self.pending_skip()
+        self._skip = None
+        yield from self._batches()[start:]
+
+    def _batches(self) -> list[list[int]]:
+        batches = self._global_batches()
+        if self.num_replicas == 1:
+            return batches
+        if self.shuffle:  # the one undersized global batch, wherever shuffling put it
+            batches = [batch for batch in batches if len(batch) >= self.num_replicas]
+        parts = [batch[self.rank :: self.num_replicas] for batch in batches]
+        return [part for part in parts if part]
 
     def __len__(self) -> int:
-        n_batches = -(-len(self.lengths) // self.batch_size)
+        n = len(self.lengths)
+        size = self.batch_size * self.num_replicas
+        n_global, last = divmod(n, size)
         if self.num_replicas == 1:
-            return n_batches
+            return n_global + (last > 0)
         if self.shuffle:
-            return n_batches // self.num_replicas
-        return len(range(self.rank, n_batches, self.num_replicas))
+            return n_global + (last >= self.num_replicas)
+        return n_global + (last > self.rank)

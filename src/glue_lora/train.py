@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.adapters import RECORD, adapter_record
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
+from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
@@ -19,6 +20,7 @@ from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
 from glue_lora.recipes import describe_recipe
+from glue_lora.redact import redact
 from glue_lora.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -94,15 +96,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     import lightning as L
     from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from glue_lora.callbacks import ThroughputMeter
+    from glue_lora.checkpointing import SafeCheckpointIO, checkpoint_callbacks
     from glue_lora.data import GlueDataModule
     from glue_lora.loggers import build_loggers, finish_loggers
     from glue_lora.module import GlueLoRAModule
     from glue_lora.regularizers import TrainingLoss
+    from glue_lora.resume import fit, prepare_resume, reliability_callbacks
 
     out_dir = Path(cfg.paths.output_dir)
+    resume_from = prepare_resume(cfg, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
     model = build_model(cfg, spec)
     load_init_adapter(model, init, spec, cfg.model.trained_in_full)
@@ -137,26 +141,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         training_loss=TrainingLoss.from_config(cfg.get("train"), spec.is_regression),
     )
 
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints",
-        filename="best",
-        monitor=f"val/{spec.primary_metric}",
-        mode="max",
-        save_top_k=1,
-        save_last=True,
-        save_weights_only=False,
+    checkpoint, checkpoints = checkpoint_callbacks(
+        out_dir / "checkpoints",
+        f"val/{spec.primary_metric}",
+        (cfg.get("checkpoint") or {}).get("every_n_train_steps"),
     )
     meter = ThroughputMeter()
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[checkpoint, meter, *extra_callbacks], logger=loggers
+        cfg.trainer,
+        callbacks=[*checkpoints, meter, *reliability_callbacks(cfg, out_dir), *extra_callbacks],
+        logger=loggers,
+        plugins=[SafeCheckpointIO()],
     )
-    trainer.fit(module, datamodule=datamodule)
+    fit(trainer, module, datamodule, resume_from)
 
     if checkpoint.best_model_path:
         # The adapter is saved from the best checkpoint, not from the last step.
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        best = load_checkpoint(checkpoint.best_model_path)
         module.load_state_dict(best["state_dict"], strict=False)
     if not module.history:  # no validation ran during fit (e.g. max_steps inside the first epoch)
         trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -204,5 +207,4 @@ def save_adapter(model: torch.nn.Module, adapter_dir: Path, cfg: DictConfig, spe
 
     ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model.
     """
-    atomic_save_pretrained(model, adapter_dir)
-    atomic_write_json(adapter_dir / RECORD, adapter_record(cfg, spec))
+    atomic_save_pretrained(model, adapter_dir, extra_json={RECORD: redact(adapter_record(cfg, spec))})

@@ -1,0 +1,229 @@
+"""Bad input is caught before training, with a message that names the problem and the fix."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from glue_lora.adapter_check import check_adapter_matches, read_adapter_meta
+from glue_lora.errors import ConfigError, DataError, TrainingError
+from glue_lora.module import GlueLoRAModule
+from glue_lora.train import run
+from tests.conftest import TINY, compose_train, run_cli
+from tests.fixtures import write_glue_task
+
+
+def train(overrides, tmp_path, glue_dir, token_cache):
+    cfg = compose_train(
+        [*TINY, "task=rte", f"paths.glue_dir={glue_dir}", f"data.cache_dir={token_cache}", *overrides],
+        tmp_path,
+    )
+    return run(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # types
+        (["data.batch_size=abc"], r"data\.batch_size='abc' is invalid: it must be an integer"),
+        (["data.batch_size=8.5"], r"data\.batch_size=8\.5 is invalid: it must be an integer"),
+        (
+            ["model.trust_remote_code=yes"],
+            r"model\.trust_remote_code='yes' is invalid: it must be true or false",
+        ),
+        (["lora.alpha=sixteen"], r"lora\.alpha='sixteen' is invalid: it must be .*a number"),
+        (["lora.layers=[a]"], r"lora\.layers=\['a'\] is invalid: it must be a list of an integer or null"),
+        (["seed=true"], r"seed=True is invalid: it must be an integer"),
+        # ranges
+        (["data.batch_size=0"], r"data\.batch_size=0 is invalid: it must be a positive integer"),
+        (["lora.r=0"], r"lora\.r=0 is invalid: the LoRA rank must be a positive integer.*lora=none"),
+        (["lora.dropout=1.5"], r"lora\.dropout=1\.5 is invalid: it must be in \[0, 1\)"),
+        (["optimizer.lr=-1"], r"optimizer\.lr=-1 is invalid: the learning rate must be positive"),
+        (["optimizer.betas=[0.9,1.5]"], r"optimizer\.betas=1\.5 is invalid"),
+        (["schedule.warmup_ratio=1.5"], r"schedule\.warmup_ratio=1\.5 is invalid"),
+        (["schedule.name=step"], r"schedule\.name='step' is unknown: use linear, cosine or constant"),
+        (["trainer.max_epochs=-1", "trainer.max_steps=-1"], r"would train forever"),
+        (["trainer.val_check_interval=1.5"], r"val_check_interval=1\.5 is invalid"),
+        (["trainer.precision=17"], r"trainer\.precision=17 is unknown"),
+        (["checkpoint.every_n_train_steps=-5"], r"checkpoint\.every_n_train_steps=-5 is invalid"),
+        # unknown keys: a `+` override or an experiment file can add any key
+        (["+data.batchsize=16"], r"data\.batchsize is not a setting of data .*batch_size.*spelling"),
+        (["+lora.rank=4"], r"lora\.rank is not a setting of lora"),
+        (
+            ["+trainer.max_epoch=3"],
+            r"trainer\.max_epoch is not an argument of lightning\.Trainer.*max_epochs",
+        ),
+        (["+optimizer.lrr=0.1"], r"optimizer\.lrr is not an argument of torch\.optim\.AdamW"),
+        (["+callbacks.lr_monitor.interval=step"], r"callbacks\.lr_monitor\.interval is not an argument"),
+        (["trainer._target_=lightning.Trainr"], r"trainer\._target_='lightning\.Trainr' cannot be imported"),
+        (["task.name=foo"], r"Unknown task 'foo'\. Known tasks: .*rte"),
+        # the model: checked once it is built, before any data is read
+        (
+            ["lora.targets=[nope]"],
+            r"lora\.targets \['nope'\] not found.*\['dense', .*'query'.*set lora\.targets",
+        ),
+        (["lora.layers=[0,5]"], r"lora\.layers \[5\] out of range: .* has layers 0\.\.1"),
+        (
+            ["model.architecture.vocab_size=1000"],
+            r"tokenizer has 30522 tokens but the model's embedding table has 1000",
+        ),
+    ],
+)
+def test_invalid_config_is_refused_before_training(overrides, message, glue_fixtures, token_cache, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        train(overrides, tmp_path, glue_fixtures, token_cache)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_cli_prints_one_paragraph_and_exits_2(tmp_path):
+    done = run_cli(
+        "train.py", ["model=tiny_roberta", "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
+    assert done.returncode == 2
+    assert (
+        "error: data.batch_size=0 is invalid: it must be a positive integer (e.g. data.batch_size=32)."
+        in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("group", ["task", "model", "lora"])
+def test_unknown_group_option_lists_the_options(group):
+    done = run_cli("train.py", [f"{group}=nope"])
+    assert done.returncode == 1
+    assert f"Could not find '{group}/nope'" in done.stderr
+    assert f"Available options in '{group}'" in done.stderr
+    expected = {"task": "rte", "model": "tiny_roberta", "lora": "r8"}[group]
+    assert expected in done.stderr
+
+
+@pytest.fixture
+def rte_dir(tmp_path):
+    """A GLUE directory with only RTE, whose files a test can damage."""
+    root = tmp_path / "glue"
+    write_glue_task(root, "RTE")
+    return root
+
+
+def test_missing_data_file(rte_dir, token_cache, tmp_path):
+    (rte_dir / "RTE" / "dev.tsv").unlink()
+    with pytest.raises(DataError, match=r"Missing data file .*RTE/dev\.tsv for task rte\. Point GLUE_DIR"):
+        train([], tmp_path / "run", rte_dir, token_cache)
+
+
+def test_missing_task_directory(rte_dir, token_cache, tmp_path):
+    shutil.rmtree(rte_dir / "RTE")
+    with pytest.raises(DataError, match=r"The data directory .*RTE for task rte does not exist"):
+        train([], tmp_path / "run", rte_dir, token_cache)
+
+
+def test_empty_data_file(rte_dir, token_cache, tmp_path):
+    (rte_dir / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
+    with pytest.raises(DataError, match=r"train\.tsv holds no rows\. Replace it"):
+        train([], tmp_path / "run", rte_dir, token_cache)
+
+
+def test_row_with_wrong_column_count_names_file_and_line(rte_dir, token_cache, tmp_path):
+    path = rte_dir / "RTE" / "train.tsv"
+    lines = path.read_text().splitlines()
+    lines[4] = "7\tonly one sentence\tentailment"  # line 5 of the file
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"train\.tsv, line 5: expected 4 tab-separated fields .* found 3.*skip_malformed_rows",
+    ):
+        train([], tmp_path / "run", rte_dir, token_cache)
+
+
+def test_label_outside_the_task_set(rte_dir, token_cache, tmp_path):
+    path = rte_dir / "RTE" / "dev.tsv"
+    lines = path.read_text().splitlines()
+    fields = lines[3].split("\t")
+    lines[3] = "\t".join([*fields[:-1], "maybe"])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"dev\.tsv, line 4: label 'maybe' is not one of the rte labels \['entailment', 'not_entail",
+    ):
+        train([], tmp_path / "run", rte_dir, token_cache)
+
+
+def test_non_finite_loss_stops_with_step_and_lr_and_keeps_last_good_checkpoint(
+    glue_fixtures, token_cache, tmp_path, monkeypatch
+):
+    real_step = GlueLoRAModule.training_step
+
+    def diverging(self, batch, batch_idx):
+        loss = real_step(self, batch, batch_idx)
+        return loss * float("nan") if self.global_step == 3 else loss
+
+    monkeypatch.setattr(GlueLoRAModule, "training_step", diverging)
+    with pytest.raises(
+        TrainingError,
+        match=r"loss is nan at step 3 \(epoch 0, batch 3\), learning rate [0-9.e-]+\. .*optimizer\.lr",
+    ):
+        train(["checkpoint.every_n_train_steps=1"], tmp_path, glue_fixtures, token_cache)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert not (tmp_path / "results.json").exists()
+
+
+def adapter_meta(task: str, model: str) -> dict:
+    cfg = compose_train([f"model={model}", f"task={task}"])
+    from glue_lora.tasks import get_task
+
+    spec = get_task(task)
+    return {
+        "task": task,
+        "label_names": list(spec.label_names) if spec.label_names else None,
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+    }
+
+
+def model_cfg(name: str, *overrides: str) -> dict:
+    return OmegaConf.to_container(compose_train([f"model={name}", *overrides]).model, resolve=True)
+
+
+def test_adapter_check_accepts_its_own_task_and_model():
+    check_adapter_matches(adapter_meta("rte", "tiny_roberta"), "rte", model_cfg("tiny_roberta"))
+    check_adapter_matches(adapter_meta("sst2", "roberta_base"), "sst2", model_cfg("roberta_base"))
+
+
+def test_adapter_for_another_task_is_refused():
+    with pytest.raises(ConfigError, match=r"trained for task 'sst2', not 'rte'.*Use task=sst2"):
+        check_adapter_matches(adapter_meta("sst2", "tiny_roberta"), "rte", model_cfg("tiny_roberta"))
+
+
+@pytest.mark.parametrize(
+    ("trained", "requested", "message"),
+    [
+        ("roberta_base", ("roberta_large",), r"hub_id: adapter 'roberta-base', requested 'roberta-large'"),
+        (
+            "tiny_roberta",
+            ("tiny_deberta",),
+            r"architecture\.model_type: adapter 'roberta', requested 'deberta-v2'",
+        ),
+        ("tiny_roberta", ("tiny_roberta", "model.architecture.hidden_size=64"), r"architecture\.hidden_size"),
+        ("roberta_base", ("roberta_base", "model.name_or_path=/models/other"), r"name_or_path: adapter None"),
+    ],
+)
+def test_adapter_for_another_base_model_is_refused(trained, requested, message):
+    with pytest.raises(ConfigError, match=rf"trained on the base model .*{message}.*use model={trained}"):
+        check_adapter_matches(adapter_meta("rte", trained), "rte", model_cfg(*requested))
+
+
+def test_adapter_directory_without_metadata_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"has no glue_lora\.json.*adapter/ directory of a training run"):
+        read_adapter_meta(tmp_path)
+
+
+def test_adapter_check_reads_what_train_writes(glue_fixtures, token_cache, tmp_path):
+    train(["trainer.max_epochs=1", "data.max_train_rows=8"], tmp_path, glue_fixtures, token_cache)
+    meta = read_adapter_meta(tmp_path / "adapter")
+    check_adapter_matches(meta, "rte", model_cfg("tiny_roberta"))
+    with pytest.raises(ConfigError, match="not 'sst2'"):
+        check_adapter_matches(meta, "sst2", model_cfg("tiny_roberta"))
