@@ -134,3 +134,18 @@ def test_wandb_key_and_tokens_never_reach_the_run_directory(glue_fixtures, token
     leaks = [str(p) for p in files if key.encode() in p.read_bytes() or token.encode() in p.read_bytes()]
     assert leaks == []
     assert key not in done.stdout + done.stderr and token not in done.stdout + done.stderr
+
+
+def test_redaction_masks_secrets_but_not_token_ids():
+    from glue_lora.redact import REDACTED, redact
+
+    config = {
+        "wandb": {"api_key": "k"},
+        "hf_token": "t",
+        "architecture": {"pad_token_id": 1, "eos_token_id": 2},
+    }
+    assert redact(config) == {
+        "wandb": {"api_key": REDACTED},
+        "hf_token": REDACTED,
+        "architecture": {"pad_token_id": 1, "eos_token_id": 2},
+    }

@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-# A config key whose last component matches this holds a secret.
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+# A config key whose last component ends in one of these words holds a secret (hf_token, api_key,
+# wandb_api_key); pad_token_id or tokenizer do not.
+SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE)
 REDACTED = "***"
 
 
