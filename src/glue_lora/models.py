@@ -93,20 +93,33 @@ def build_backbone(
 
     config = build_config(model_cfg, num_labels, regression)
     dtype = _frozen_dtype(model_cfg)
-    trust = bool(model_cfg.get("trust_remote_code", False))
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+    if model_cfg.get("attn_implementation"):
+        kwargs["attn_implementation"] = model_cfg["attn_implementation"]
     if not model_cfg.get("pretrained", True):
         with torch.device(device or "cpu"):
-            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+            model = AutoModelForSequenceClassification.from_config(config, **kwargs)
     else:
         source = resolve_source(model_cfg)
         log.info("Loading pretrained weights from %s", source)
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, trust_remote_code=trust, dtype=torch.float32
+            source, config=config, dtype=torch.float32, **kwargs
         )
     if dtype is not None:
         model.to(dtype)
     # from_pretrained returns the model in eval mode; training must start with dropout on.
     return model.train()
+
+
+def maybe_compile(model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
+    """With ``model.compile=true``, compile the model in place (state-dict keys stay unchanged).
+
+    Shapes are specialised first and made dynamic on the first recompile (torch's default), so
+    length-grouped batches of varying sequence length do not each trigger a compilation.
+    """
+    if model_cfg.get("compile"):
+        model.compile()
+    return model
 
 
 def _frozen_dtype(model_cfg: Mapping[str, Any]) -> torch.dtype | None:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.config import lora_dict, validate
 from glue_lora.lora import ParamCounts, apply_lora, count_parameters
-from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary
+from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary, maybe_compile
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.tasks import TaskSpec, get_task
 
@@ -47,7 +47,8 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     """The backbone with its task head, wrapped with LoRA unless ``lora=none``."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
-    return apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    model = apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    return maybe_compile(model, model_cfg)
 
 
 def report_parameters(cfg: DictConfig, counts: ParamCounts) -> None:
