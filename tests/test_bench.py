@@ -19,21 +19,22 @@ TINY_BENCH = ["model=tiny_roberta", "trainer.enable_progress_bar=false"]
 
 def test_dry_run_reports_all_settings(glue_fixtures, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["--dry-run", "--no-inference", "--out", str(out), "--work-dir", str(tmp_path / "runs")]
+    argv = ["--dry-run", "--no-inference", "--batch-size", "16", "--out", str(out)]
+    argv += ["--work-dir", str(tmp_path / "runs")]
     assert main([*argv, *TINY_BENCH, f"paths.glue_dir={glue_fixtures}"]) == 0
     report = json.loads(out.read_text())
     assert report["mode"] == "throughput"
     assert set(report["settings"]) == set(TRAIN_SETTINGS)
     for name in TRAIN_SETTINGS:
         (run,) = report["settings"][name]["runs"]
-        assert run["timed_steps"] == 1 and run["samples"] == 32
+        assert run["timed_steps"] == 1 and run["samples"] == 16
         summary = report["settings"][name]["summary"]
         for key, _, _ in FIGURES:
             assert set(summary[key]) == {"median", "min", "max", "spread_pct"}, (name, key)
     runs = {name: report["settings"][name]["runs"][0] for name in TRAIN_SETTINGS}
-    # Padding to max_length: the default peer computes 32 x 128 tokens per step.
-    assert runs["peer_default"]["computed_tokens"] == 32 * 128
-    assert runs["ours"]["computed_tokens"] < 32 * 128 and runs["peer_best"]["computed_tokens"] < 32 * 128
+    # Padding to max_length: the default peer computes 16 x 128 tokens per step.
+    assert runs["peer_default"]["computed_tokens"] == 16 * 128
+    assert runs["ours"]["computed_tokens"] < 16 * 128 and runs["peer_best"]["computed_tokens"] < 16 * 128
     # The same LoRA and head: the same optimizer state.
     assert runs["ours"]["optimizer_state_mb"] == pytest.approx(runs["peer_best"]["optimizer_state_mb"])
     for peer in ("peer_default", "peer_best"):
@@ -74,10 +75,11 @@ def test_merged_lora_inference(glue_fixtures, tmp_path):
 
     job = Job(
         setting="inference",
-        overrides=[*TINY_BENCH, f"paths.glue_dir={glue_fixtures}", "data.max_eval_rows=16"],
+        overrides=[*TINY_BENCH, f"paths.glue_dir={glue_fixtures}"],
         config_dir=str(CONF),
         run_dir=str(tmp_path),
         device="cpu",
+        eval_rows=16,
         inference_rounds=1,
     )
     figures = run_inference(job)
@@ -87,9 +89,10 @@ def test_merged_lora_inference(glue_fixtures, tmp_path):
 
 
 def test_arguments():
-    args = parse_args(["--steps", "50", "model=roberta_base"])
+    args = parse_args(["--steps", "300", "model=roberta_base"])
     assert args.warmup == 10 and args.settings == list(TRAIN_SETTINGS)
-    assert "data.max_train_rows=800" in args.overrides  # the same rows twice per setting
+    assert "data.max_train_rows=9600" in args.overrides  # one epoch of the same rows per setting
+    assert "data.max_train_rows=6400" in parse_args(["--steps", "50"]).overrides  # at least 200 batches
     tta = parse_args(["--time-to-accuracy", "0.85"])
     assert tta.settings == ["ours", "peer_best"] and tta.steps == 2000
     assert not any(o.startswith("data.max_train_rows") for o in tta.overrides)

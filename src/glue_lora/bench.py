@@ -52,6 +52,8 @@ TTA_FIGURES = (
     ("wall_seconds", "wall seconds to target", "{:.1f}"),
     ("step", "steps to target", "{:.0f}"),
 )
+# transformers' LengthGroupedSampler sorts groups of min(batches / 4, 50) batches: give it 50.
+MIN_BATCHES = 200
 PEAK_MEMORY_NOTE = "peak RSS of the process (CPU) or peak allocated CUDA memory during training (GPU)"
 
 
@@ -87,8 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rows",
         type=int,
-        help="training rows (a seeded subset of the split; 0: all). Default: steps x batch / 2, so that "
-        "every setting trains on the same rows twice; all rows with --time-to-accuracy",
+        help="training rows (a seeded subset of the split; 0: all). Default: steps x batch (at least "
+        f"{MIN_BATCHES} batches), one epoch of the same rows for every setting; all rows with "
+        "--time-to-accuracy",
     )
     parser.add_argument("--eval-rows", type=int, default=256, help="dev rows scored after throughput runs")
     parser.add_argument("--no-inference", action="store_true", help="skip the merged-LoRA inference check")
@@ -110,9 +113,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.eval_rows, args.inference_rounds = 16, 1
         args.rows = args.rows or 64
     if args.steps is None:
-        args.steps = 2000 if args.time_to_accuracy is not None else 100
+        args.steps = 2000 if args.time_to_accuracy is not None else 200
     if args.rows is None and args.time_to_accuracy is None:
-        args.rows = max(args.steps * args.batch_size // 2, args.batch_size)
+        # One epoch: every setting trains on each row once. At least 200 batches, the least with
+        # which Trainer's group_by_length sorts groups of 50 batches (fewer rows, smaller groups).
+        args.rows = max(args.steps, MIN_BATCHES) * args.batch_size
     if args.rows and not any(o.startswith("data.max_train_rows=") for o in args.overrides):
         args.overrides.append(f"data.max_train_rows={args.rows}")
     if args.time_to_accuracy is None:
@@ -158,7 +163,8 @@ def run_worker(job_file: str) -> int:
         raise SystemExit(f"unknown benchmark setting {job.setting!r}")
     cuda = torch.cuda.is_available() and job.device != "cpu"
     figures["environment"] = {
-        "device": torch.cuda.get_device_name() if cuda else (platform.processor() or platform.machine()),
+        "device": torch.cuda.get_device_name() if cuda else _cpu_name(),
+        "cpu_count": os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -168,6 +174,18 @@ def run_worker(job_file: str) -> int:
     }
     (Path(job.run_dir) / "bench_result.json").write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def launch(job: Job) -> dict[str, Any]:

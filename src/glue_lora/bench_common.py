@@ -10,7 +10,7 @@ import json
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class Job:
     # Throughput runs evaluate once, after the timed steps, on this many dev rows.
     eval_rows: int | None = 256
     inference_rounds: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))

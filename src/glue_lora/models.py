@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,38 @@ def build_backbone(
         )
     if dtype is not None:
         model.to(dtype)
+    if model_cfg.get("last_layer_cls_only"):
+        last_layer_cls_only(model)
     # from_pretrained returns the model in eval mode; training must start with dropout on.
     return model.train()
+
+
+def last_layer_cls_only(model: torch.nn.Module) -> torch.nn.Module:
+    """Run the last layer's attention output and feed-forward block for the first position only.
+
+    The classification heads of BERT, RoBERTa and DeBERTa-v2 read the first ([CLS]) position of the
+    last layer and nothing else, so the other positions' attention output projection and FFN (about
+    three quarters of a layer's matrix multiplies, in the forward and the backward pass) are wasted
+    work. A pre-hook on the last ``attention.output`` cuts its inputs to that position; the logits
+    are the same, the module tree and weight names are untouched. The last hidden state returned
+    by the backbone then has length 1.
+    """
+    pattern = re.compile(r"encoder\.layer\.(\d+)\.attention\.output$")
+    outputs = {
+        int(m.group(1)): module for name, module in model.named_modules() if (m := pattern.search(name))
+    }
+    if not outputs:
+        raise ConfigError(
+            f"model.last_layer_cls_only=true needs an encoder whose layers have `attention.output` "
+            f"(BERT, RoBERTa, DeBERTa-v2); {type(model).__name__} has none. Set "
+            "model.last_layer_cls_only=false."
+        )
+    outputs[max(outputs)].register_forward_pre_hook(_first_position)
+    return model
+
+
+def _first_position(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a[:, :1] if isinstance(a, torch.Tensor) and a.dim() == 3 else a for a in args)
 
 
 def maybe_compile(model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
