@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: install train test test-slow lint format clean
+.PHONY: install train test test-slow bench lint format clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ train:
 
 test:
 	$(BIN)/python -m pytest $(ARGS)
+
+# Ours vs transformers Trainer + PEFT (MiniLM, SST-2, CPU or GPU); see README "Performance".
+bench:
+	$(BIN)/python -m glue_lora.bench --out bench.json $(ARGS)
 
 test-slow:
 	$(BIN)/python -m pytest -m slow $(ARGS)

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("glue_lora.report", "summarise run/sweep directories against the paper, with plots"),
     "merge": ("glue_lora.merge", "merge a LoRA adapter into its base model (plain transformers model)"),
     "import-loralib": ("glue_lora.import_loralib", "convert a microsoft/LoRA checkpoint into an adapter"),
+    "bench": ("glue_lora.bench", "training speed and memory vs transformers Trainer + PEFT"),
 }
 
 

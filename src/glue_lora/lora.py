@@ -152,6 +152,13 @@ def apply_lora(
     for p in peft_model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
+    if any(
+        not p.requires_grad and p.dtype in (torch.bfloat16, torch.float16) for p in peft_model.parameters()
+    ):
+        # peft casts LoRA's input itself; the fp32 head must be handed fp32 hidden states too.
+        for name, module in peft_model.named_modules():
+            if name.rsplit(".", 1)[-1] in trained_in_full:
+                module.register_forward_pre_hook(_cast_inputs_hook(torch.float32), with_kwargs=True)
     return peft_model
 
 
@@ -171,6 +178,18 @@ def check_budget(counts: ParamCounts, lora_cfg: Mapping[str, Any] | None) -> str
         f"{counts.trainable - budget:,}. Lower lora.r, put LoRA on fewer layers (lora.layers=[...]) "
         "or modules (lora.targets=[...]), or raise lora.budget."
     )
+
+
+def _cast_inputs_hook(dtype: torch.dtype):
+    def cast(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
+            return value.to(dtype)
+        return value
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+    return hook
 
 
 def count_parameters(model: nn.Module, head_modules: Sequence[str] = ()) -> ParamCounts:

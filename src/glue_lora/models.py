@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,20 +94,63 @@ def build_backbone(
 
     config = build_config(model_cfg, num_labels, regression)
     dtype = _frozen_dtype(model_cfg)
-    trust = bool(model_cfg.get("trust_remote_code", False))
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+    if model_cfg.get("attn_implementation"):
+        kwargs["attn_implementation"] = model_cfg["attn_implementation"]
     if not model_cfg.get("pretrained", True):
         with torch.device(device or "cpu"):
-            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+            model = AutoModelForSequenceClassification.from_config(config, **kwargs)
     else:
         source = resolve_source(model_cfg)
         log.info("Loading pretrained weights from %s", source)
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, trust_remote_code=trust, dtype=torch.float32
+            source, config=config, dtype=torch.float32, **kwargs
         )
     if dtype is not None:
         model.to(dtype)
+    if model_cfg.get("last_layer_cls_only"):
+        last_layer_cls_only(model)
     # from_pretrained returns the model in eval mode; training must start with dropout on.
     return model.train()
+
+
+def last_layer_cls_only(model: torch.nn.Module) -> torch.nn.Module:
+    """Run the last layer's attention output and feed-forward block for the first position only.
+
+    The classification heads of BERT, RoBERTa and DeBERTa-v2 read the first ([CLS]) position of the
+    last layer and nothing else, so the other positions' attention output projection and FFN (about
+    three quarters of a layer's matrix multiplies, in the forward and the backward pass) are wasted
+    work. A pre-hook on the last ``attention.output`` cuts its inputs to that position; the logits
+    are the same, the module tree and weight names are untouched. The last hidden state returned
+    by the backbone then has length 1.
+    """
+    pattern = re.compile(r"encoder\.layer\.(\d+)\.attention\.output$")
+    outputs = {
+        int(m.group(1)): module for name, module in model.named_modules() if (m := pattern.search(name))
+    }
+    if not outputs:
+        raise ConfigError(
+            f"model.last_layer_cls_only=true needs an encoder whose layers have `attention.output` "
+            f"(BERT, RoBERTa, DeBERTa-v2); {type(model).__name__} has none. Set "
+            "model.last_layer_cls_only=false."
+        )
+    outputs[max(outputs)].register_forward_pre_hook(_first_position)
+    return model
+
+
+def _first_position(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a[:, :1] if isinstance(a, torch.Tensor) and a.dim() == 3 else a for a in args)
+
+
+def maybe_compile(model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
+    """With ``model.compile=true``, compile the model in place (state-dict keys stay unchanged).
+
+    Shapes are specialised first and made dynamic on the first recompile (torch's default), so
+    length-grouped batches of varying sequence length do not each trigger a compilation.
+    """
+    if model_cfg.get("compile"):
+        model.compile()
+    return model
 
 
 def _frozen_dtype(model_cfg: Mapping[str, Any]) -> torch.dtype | None:

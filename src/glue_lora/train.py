@@ -16,7 +16,7 @@ from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
-from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary
+from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary, maybe_compile
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
 from glue_lora.recipes import describe_recipe
@@ -53,7 +53,8 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     """The backbone with its task head, wrapped with LoRA unless ``lora=none``."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
-    return apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    model = apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    return maybe_compile(model, model_cfg)
 
 
 def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Module) -> None:

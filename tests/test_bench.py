@@ -1,0 +1,112 @@
+"""The benchmark runs every setting end to end (tiny model, 2 steps) and reports every figure.
+
+No timing is asserted: only that the settings ran, on the same rows and steps, and that the report
+holds the figures, medians, spreads and ratios the README promises.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from glue_lora.bench import FIGURES, format_table, main, parse_args
+from glue_lora.bench_common import TRAIN_SETTINGS, Job
+from tests.conftest import CONF
+
+TINY_BENCH = ["model=tiny_roberta", "trainer.enable_progress_bar=false"]
+
+
+def test_dry_run_reports_all_settings(glue_fixtures, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--dry-run", "--no-inference", "--batch-size", "16", "--out", str(out)]
+    argv += ["--work-dir", str(tmp_path / "runs")]
+    assert main([*argv, *TINY_BENCH, f"paths.glue_dir={glue_fixtures}"]) == 0
+    report = json.loads(out.read_text())
+    assert report["mode"] == "throughput"
+    assert set(report["settings"]) == set(TRAIN_SETTINGS)
+    for name in TRAIN_SETTINGS:
+        (run,) = report["settings"][name]["runs"]
+        assert run["timed_steps"] == 1 and run["samples"] == 16
+        summary = report["settings"][name]["summary"]
+        for key, _, _ in FIGURES:
+            assert set(summary[key]) == {"median", "min", "max", "spread_pct"}, (name, key)
+    runs = {name: report["settings"][name]["runs"][0] for name in TRAIN_SETTINGS}
+    # Padding to max_length: the default peer computes 16 x 128 tokens per step.
+    assert runs["peer_default"]["computed_tokens"] == 16 * 128
+    assert runs["ours"]["computed_tokens"] < 16 * 128 and runs["peer_best"]["computed_tokens"] < 16 * 128
+    # The same LoRA and head: the same optimizer state.
+    assert runs["ours"]["optimizer_state_mb"] == pytest.approx(runs["peer_best"]["optimizer_state_mb"])
+    for peer in ("peer_default", "peer_best"):
+        ratios = report["ratios"][f"ours/{peer}"]
+        assert {"samples_per_s", "real_tokens_per_s", "peak_memory_mb", "checkpoint_mb"} <= set(ratios)
+        assert ratios["optimizer_state_mb"] == pytest.approx(1.0)
+    assert report["memory"]["roberta_base"]["lora"]["checkpoint_mb"] < 15
+    printed = capsys.readouterr().out
+    assert "ours/peer_best" in printed and "samples/s" in printed
+
+
+def test_time_to_accuracy_stops_at_the_target(glue_fixtures, tmp_path):
+    """Both trainers evaluate every 2 steps and stop at the first evaluation (target 0)."""
+    from glue_lora.bench_ours import run_ours
+    from glue_lora.bench_peer import run_peer
+
+    for setting, run in (("ours", run_ours), ("peer_best", lambda job: run_peer(job, best=True))):
+        job = Job(
+            setting=setting,
+            overrides=[*TINY_BENCH, f"paths.glue_dir={glue_fixtures}", "data.batch_size=8"],
+            config_dir=str(CONF),
+            run_dir=str(tmp_path / setting),
+            steps=6,
+            warmup=0,
+            batch_size=8,
+            device="cpu",
+            target=0.0,
+            eval_every=2,
+        )
+        figures = run(job)
+        assert figures["reached"]["step"] == 2, setting
+        assert len(figures["evals"]) == 1
+        assert 0 < figures["reached"]["train_seconds"] <= figures["reached"]["wall_seconds"]
+
+
+def test_merged_lora_inference(glue_fixtures, tmp_path):
+    from glue_lora.bench_infer import run_inference
+
+    job = Job(
+        setting="inference",
+        overrides=[*TINY_BENCH, f"paths.glue_dir={glue_fixtures}"],
+        config_dir=str(CONF),
+        run_dir=str(tmp_path),
+        device="cpu",
+        eval_rows=16,
+        inference_rounds=1,
+    )
+    figures = run_inference(job)
+    assert figures["rows"] == 16
+    assert figures["merged_max_abs_logit_diff"] < 1e-4  # merging does not change the outputs
+    assert figures["merged_vs_base"] > 0 and figures["unmerged_vs_base"] > 0
+
+
+def test_arguments():
+    args = parse_args(["--steps", "300", "model=roberta_base"])
+    assert args.warmup == 10 and args.settings == list(TRAIN_SETTINGS)
+    assert "data.max_train_rows=9600" in args.overrides  # one epoch of the same rows per setting
+    assert "data.max_train_rows=6400" in parse_args(["--steps", "50"]).overrides  # at least 200 batches
+    tta = parse_args(["--time-to-accuracy", "0.85"])
+    assert tta.settings == ["ours", "peer_best"] and tta.steps == 2000
+    assert not any(o.startswith("data.max_train_rows") for o in tta.overrides)
+    with pytest.raises(SystemExit):
+        parse_args(["--settings", "ours,nope"])
+
+
+def test_table_formats_a_report():
+    summary = {k: {"median": 1.0, "min": 1.0, "max": 1.0, "spread_pct": 0.0} for k, _, _ in FIGURES}
+    report = {
+        "mode": "throughput",
+        "args": {"repeats": 1},
+        "settings": {"ours": {"summary": summary, "runs": []}, "peer_best": {"summary": summary, "runs": []}},
+        "ratios": {"ours/peer_best": {"samples_per_s": 1.25}},
+    }
+    table = format_table(report)
+    assert "1.25x" in table and "samples/s" in table

