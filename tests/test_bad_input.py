@@ -6,9 +6,7 @@ import shutil
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from glue_lora.adapter_check import check_adapter_matches, read_adapter_meta
 from glue_lora.errors import ConfigError, DataError, TrainingError
 from glue_lora.module import GlueLoRAModule
 from glue_lora.train import run
@@ -170,60 +168,3 @@ def test_non_finite_loss_stops_with_step_and_lr_and_keeps_last_good_checkpoint(
     assert last["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     assert not (tmp_path / "results.json").exists()
-
-
-def adapter_meta(task: str, model: str) -> dict:
-    cfg = compose_train([f"model={model}", f"task={task}"])
-    from glue_lora.tasks import get_task
-
-    spec = get_task(task)
-    return {
-        "task": task,
-        "label_names": list(spec.label_names) if spec.label_names else None,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-    }
-
-
-def model_cfg(name: str, *overrides: str) -> dict:
-    return OmegaConf.to_container(compose_train([f"model={name}", *overrides]).model, resolve=True)
-
-
-def test_adapter_check_accepts_its_own_task_and_model():
-    check_adapter_matches(adapter_meta("rte", "tiny_roberta"), "rte", model_cfg("tiny_roberta"))
-    check_adapter_matches(adapter_meta("sst2", "roberta_base"), "sst2", model_cfg("roberta_base"))
-
-
-def test_adapter_for_another_task_is_refused():
-    with pytest.raises(ConfigError, match=r"trained for task 'sst2', not 'rte'.*Use task=sst2"):
-        check_adapter_matches(adapter_meta("sst2", "tiny_roberta"), "rte", model_cfg("tiny_roberta"))
-
-
-@pytest.mark.parametrize(
-    ("trained", "requested", "message"),
-    [
-        ("roberta_base", ("roberta_large",), r"hub_id: adapter 'roberta-base', requested 'roberta-large'"),
-        (
-            "tiny_roberta",
-            ("tiny_deberta",),
-            r"architecture\.model_type: adapter 'roberta', requested 'deberta-v2'",
-        ),
-        ("tiny_roberta", ("tiny_roberta", "model.architecture.hidden_size=64"), r"architecture\.hidden_size"),
-        ("roberta_base", ("roberta_base", "model.name_or_path=/models/other"), r"name_or_path: adapter None"),
-    ],
-)
-def test_adapter_for_another_base_model_is_refused(trained, requested, message):
-    with pytest.raises(ConfigError, match=rf"trained on the base model .*{message}.*use model={trained}"):
-        check_adapter_matches(adapter_meta("rte", trained), "rte", model_cfg(*requested))
-
-
-def test_adapter_directory_without_metadata_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"has no glue_lora\.json.*adapter/ directory of a training run"):
-        read_adapter_meta(tmp_path)
-
-
-def test_adapter_check_reads_what_train_writes(glue_fixtures, token_cache, tmp_path):
-    train(["trainer.max_epochs=1", "data.max_train_rows=8"], tmp_path, glue_fixtures, token_cache)
-    meta = read_adapter_meta(tmp_path / "adapter")
-    check_adapter_matches(meta, "rte", model_cfg("tiny_roberta"))
-    with pytest.raises(ConfigError, match="not 'sst2'"):
-        check_adapter_matches(meta, "sst2", model_cfg("tiny_roberta"))
