@@ -49,6 +49,7 @@ FIGURES = (
 )
 TTA_FIGURES = (
     ("train_seconds", "train seconds to target", "{:.1f}"),
+    ("train_cpu_seconds", "train CPU-seconds to target", "{:.1f}"),
     ("wall_seconds", "wall seconds to target", "{:.1f}"),
     ("step", "steps to target", "{:.0f}"),
 )

@@ -141,6 +141,7 @@ class StepClock:
         self._pause_start: float | None = None
         self.batches: list[tuple[int, Any, int]] = []  # (rows, real tokens, computed tokens)
         self.train_start = time.perf_counter()
+        self.cpu_train_start = time.process_time()
 
     @property
     def running(self) -> bool:
@@ -156,6 +157,7 @@ class StepClock:
 
     def begin(self) -> None:
         self.train_start = self._now()
+        self.cpu_train_start = time.process_time()
         if self.warmup == 0:
             self.start = self.train_start
             self.cpu_start = time.process_time()
@@ -186,10 +188,12 @@ class StepClock:
         """Figures at an evaluation (called while paused for it): training seconds exclude evaluation."""
         now = time.perf_counter()
         paused_at = self._pause_start if self._pause_start is not None else now
+        cpu_paused_at = self._cpu_pause_start if self._pause_start is not None else time.process_time()
         return {
             "step": step,
             "score": score,
             "train_seconds": paused_at - self.train_start - self.paused,
+            "train_cpu_seconds": cpu_paused_at - self.cpu_train_start - self.cpu_paused,
             "wall_seconds": now - self.train_start,
         }
 
