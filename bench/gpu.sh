@@ -55,23 +55,23 @@ for i in 1 2; do
 done
 
 # 3. Throughput and peak memory against Trainer + PEFT, real shapes with random weights.
-bench() {  # name, then overrides
-  local name=$1; shift
+bench() {  # name, batch size, then Hydra overrides
+  local name=$1 batch=$2; shift 2
   step "bench $name"
-  $PY -m glue_lora.bench "${BENCH[@]}" --out "$OUT/bench-$name.json" --work-dir "$OUT/bench-$name" \
-    paths.glue_dir="$GLUE" "$@" || echo "FAILED bench $name"
+  $PY -m glue_lora.bench "${BENCH[@]}" --batch-size "$batch" --out "$OUT/bench-$name.json" \
+    --work-dir "$OUT/bench-$name" paths.glue_dir="$GLUE" "$@" || echo "FAILED bench $name"
 }
-TOK=(model.tokenizer="$ROBERTA_TOK")
+[[ -d "$ROBERTA_TOK" ]] && TOK=(model.tokenizer="$ROBERTA_TOK") || TOK=()
 if [[ "${GPU_DRY_RUN:-0}" == 1 ]]; then
-  bench tiny-sst2 "${BIG[@]}" task=sst2
+  bench tiny-sst2 8 "${BIG[@]}" task=sst2
 else
-  bench roberta-base-sst2 model=roberta_base model.pretrained=false "${TOK[@]}" task=sst2 --batch-size 16
-  bench roberta-base-rte model=roberta_base model.pretrained=false "${TOK[@]}" task=rte --batch-size 16
-  bench roberta-large-sst2 model=roberta_large model.pretrained=false "${TOK[@]}" task=sst2 --batch-size 8
-  bench roberta-large-rte model=roberta_large model.pretrained=false "${TOK[@]}" task=rte --batch-size 8
+  bench roberta-base-sst2 16 model=roberta_base model.pretrained=false "${TOK[@]}" task=sst2
+  bench roberta-base-rte 16 model=roberta_base model.pretrained=false "${TOK[@]}" task=rte
+  bench roberta-large-sst2 8 model=roberta_large model.pretrained=false "${TOK[@]}" task=sst2
+  bench roberta-large-rte 8 model=roberta_large model.pretrained=false "${TOK[@]}" task=rte
   for gc in false true; do
-    bench "deberta-xxl-mnli256-gc-$gc" model=deberta_v2_xxl model.pretrained=false "${TOK[@]}" \
-      lora=r16 task=rte data.max_length=256 model.gradient_checkpointing=$gc --batch-size 8
+    bench "deberta-xxl-mnli256-gc-$gc" 8 model=deberta_v2_xxl model.pretrained=false "${TOK[@]}" \
+      lora=r16 task=rte data.max_length=256 model.gradient_checkpointing=$gc
   done
 fi
 
@@ -85,8 +85,8 @@ $PY train.py "${MODEL[@]}" task=sst2 "${COMMON[@]}" "${SIZE[@]}" trainer.strateg
 
 # 5. QLoRA: frozen weights in 4-bit NF4 (bitsandbytes) against bf16 frozen weights.
 for q in none 4bit; do
-  bench "qlora-$q" "${BIG[@]:-model=deberta_v2_xxl}" model.pretrained=false "${TOK[@]}" lora=r16 task=rte \
-    data.max_length=256 model.quantize=$q model.frozen_dtype=bfloat16 --batch-size 8 --no-inference
+  bench "qlora-$q" 8 "${BIG[@]:-model=deberta_v2_xxl}" model.pretrained=false "${TOK[@]}" lora=r16 task=rte \
+    data.max_length=256 model.quantize=$q model.frozen_dtype=bfloat16
 done
 
 # 6. MiniLM on full SST-2: best dev accuracy in the time budget, time to 0.85 and 0.88.
