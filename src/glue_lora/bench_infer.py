@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 
 from glue_lora.bench_common import Job, compose_config, resolve_device
 from glue_lora.config import lora_dict
-from glue_lora.data import GlueDataModule
 from glue_lora.lora import apply_lora
 from glue_lora.models import build_backbone, build_tokenizer
 from glue_lora.tasks import get_task
+from glue_lora.train import build_datamodule
 
 
 def _pass_seconds(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], autocast: Any) -> float:
@@ -46,19 +46,7 @@ def run_inference(job: Job) -> dict[str, Any]:
 
     base = build_backbone(model_cfg, spec.num_labels, spec.is_regression)
     tokenizer = build_tokenizer(model_cfg, base.config)
-    datamodule = GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        eval_batch_size=cfg.data.eval_batch_size,
-        seed=cfg.seed,
-        cache_dir=cfg.data.cache_dir,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-    )
+    datamodule = build_datamodule(cfg, spec, tokenizer)
     datamodule.setup("validate")
     loader = datamodule.val_dataloader()[0]
     keep = ("input_ids", "attention_mask", "token_type_ids")

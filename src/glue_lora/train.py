@@ -81,6 +81,27 @@ def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
     return {"params": counts.as_dict()}
 
 
+def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> Any:
+    """The task's data module as the ``data`` and ``task`` config groups describe it."""
+    from glue_lora.data import GlueDataModule
+
+    return GlueDataModule(
+        spec,
+        tokenizer,
+        data_dir=cfg.task.data_dir,
+        max_length=cfg.data.max_length,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        cache_dir=cfg.data.cache_dir,
+        val_fraction=cfg.task.get("val_fraction") or 0.05,
+        max_train_rows=cfg.data.max_train_rows,
+        max_eval_rows=cfg.data.max_eval_rows,
+        skip_malformed_rows=cfg.data.skip_malformed_rows,
+    )
+
+
 def _best_entry(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement).
     return max(enumerate(history), key=lambda item: (item[1]["dev"][metric], -item[0]))[1]
@@ -100,7 +121,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from glue_lora.callbacks import ThroughputMeter
     from glue_lora.checkpointing import SafeCheckpointIO, checkpoint_callbacks
-    from glue_lora.data import GlueDataModule
     from glue_lora.loggers import build_loggers, finish_loggers
     from glue_lora.module import GlueLoRAModule
     from glue_lora.regularizers import TrainingLoss
@@ -116,21 +136,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     counts = count_parameters(model, cfg.model.trained_in_full)
     report_parameters(cfg, counts, model)
 
-    datamodule = GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        cache_dir=cfg.data.cache_dir,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-    )
+    datamodule = build_datamodule(cfg, spec, tokenizer)
     # Read and check every file before the first step, so bad data never costs training time.
     datamodule.setup("fit")
     module = GlueLoRAModule(
