@@ -7,14 +7,15 @@ memory figures do not mix; the process receives a :class:`Job` and writes a flat
 from __future__ import annotations
 
 import json
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
+
+from glue_lora import memory
+from glue_lora.memory import measured_optimizer_state_bytes
 
 # The training settings, in the order of the table; "inference" measures merged vs unmerged LoRA.
 TRAIN_SETTINGS = ("ours", "peer_default", "peer_best")
@@ -89,11 +90,6 @@ def compose_config(job: Job, device: str) -> DictConfig:
     return cfg
 
 
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
 def dir_size_mb(path: Path) -> float | None:
     path = Path(path)
     if not path.exists():
@@ -104,16 +100,7 @@ def dir_size_mb(path: Path) -> float | None:
 
 
 def optimizer_state_mb(optimizer: Any) -> float:
-    """Bytes held in an optimizer's state tensors (AdamW: two moments per trainable parameter)."""
-    import torch
-
-    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate / Lightning wrappers
-    total = 0
-    for state in inner.state.values():
-        for value in state.values():
-            if isinstance(value, torch.Tensor):
-                total += value.numel() * value.element_size()
-    return total / 2**20
+    return measured_optimizer_state_bytes(optimizer) / 2**20
 
 
 class StepClock:
@@ -229,11 +216,7 @@ class StepClock:
 
 
 def peak_memory_mb(cuda: bool) -> float:
-    if cuda:
-        import torch
-
-        return torch.cuda.max_memory_allocated() / 2**20
-    return peak_rss_mb()
+    return memory.peak_memory_mb("cuda" if cuda else None)
 
 
 def reset_peak_memory(cuda: bool) -> None:

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from typing import Any
 
 import lightning as L
 import torch
 
-
-def peak_memory_mb(device: torch.device | None = None) -> float:
-    """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
-    if device is not None and device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held in ``optimizer.state`` (AdamW: two moments per trained parameter, plus step counts)."""
-    return sum(
-        value.numel() * value.element_size()
-        for state in optimizer.state.values()
-        for value in state.values()
-        if isinstance(value, torch.Tensor)
-    )
+from glue_lora.memory import measured_optimizer_state_bytes, peak_memory_mb
 
 
 class ThroughputMeter(L.Callback):
@@ -79,7 +61,7 @@ class ThroughputMeter(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
         self.optimizer = ",".join(type(o).__name__ for o in trainer.optimizers)
-        self.optimizer_state_bytes = sum(optimizer_state_bytes(o) for o in trainer.optimizers)
+        self.optimizer_state_bytes = sum(measured_optimizer_state_bytes(o) for o in trainer.optimizers)
 
     def state_dict(self) -> dict[str, Any]:
         # Saved in checkpoints, so that a resumed run reports the whole run's throughput.

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from glue_lora.adapters import AdapterInfo, load_model, read_adapter
-from glue_lora.artifacts import atomic_write_json
+from glue_lora.artifacts import atomic_open, atomic_write_json
 from glue_lora.errors import ConfigError
 from glue_lora.metrics import build_metrics, predictions_from_logits
 from glue_lora.module import SPLIT_RESULT_KEY
@@ -72,10 +72,8 @@ def write_predictions(
     rows = sorted(zip((int(i) for i in idx), predictions, strict=True))
     lines = [delimiter.join(SUBMISSION_HEADERS[path.suffix])]
     lines += [f"{i}{delimiter}{format_prediction(spec, p)}" for i, p in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        handle.write("\n".join(lines) + "\n")
     return path
 
 

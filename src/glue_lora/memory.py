@@ -1,13 +1,18 @@
-"""Memory a training run needs beyond the frozen weights, computed from the built model.
+"""Memory figures of a training run: computed from the built model, or measured in the process.
 
-Works on a model built on the meta device (no weights allocated), so the figures for roberta-base
-or DeBERTa-v2-xxlarge cost nothing to compute.
+The computed figures work on a model built on the meta device (no weights allocated), so those of
+roberta-base or DeBERTa-v2-xxlarge cost nothing. Only torch is imported here, so the benchmark's
+peer process measures itself without loading Lightning.
 """
 
 from __future__ import annotations
 
+import resource
+import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import torch
 from torch import nn
 
 # AdamW keeps two fp32 moments (exp_avg, exp_avg_sq) per trainable parameter.
@@ -20,9 +25,33 @@ def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def adamw_state_mb(trainable: int, states_per_param: int = ADAMW_STATES) -> float:
+    """AdamW state of ``trainable`` fp32 parameters, in MiB (e.g. roberta-base full: ~951 MiB)."""
+    return trainable * states_per_param * FP32_BYTES / MB
+
+
 def optimizer_state_bytes(model: nn.Module, states_per_param: int = ADAMW_STATES) -> int:
     """Bytes of AdamW state for ``model``: only trainable parameters have any."""
     return _trainable(model) * states_per_param * FP32_BYTES
+
+
+def measured_optimizer_state_bytes(optimizer: Any) -> int:
+    """Bytes held in an optimizer's state tensors (AdamW: two moments per trained parameter)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate / Lightning wrappers
+    return sum(
+        value.numel() * value.element_size()
+        for state in inner.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    )
+
+
+def peak_memory_mb(device: torch.device | None = None) -> float:
+    """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / MB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MB if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 @dataclass(frozen=True)

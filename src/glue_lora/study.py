@@ -16,13 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-# AdamW keeps two fp32 moments per trained parameter.
-ADAMW_STATE_BYTES_PER_PARAM = 2 * 4
-
-
-def adamw_state_mb(trainable: int) -> float:
-    """AdamW state of ``trainable`` fp32 parameters, in MiB (e.g. roberta-base full: ~951 MiB)."""
-    return trainable * ADAMW_STATE_BYTES_PER_PARAM / 2**20
+from glue_lora.memory import adamw_state_mb
 
 
 def load_results(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:

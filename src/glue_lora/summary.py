@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from glue_lora.artifacts import atomic_write_json
+from glue_lora.artifacts import atomic_open, atomic_write_json
 from glue_lora.tasks import TASKS
 
 RESULTS_FILE = "results.json"
@@ -368,9 +368,8 @@ def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summa
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_open(path) as handle:
+        handle.write(text)
 
 
 def write_summary(
