@@ -13,7 +13,10 @@ from tests.conftest import TINY, compose_train
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 def test_attention_implementation_is_passed_through(kernel):
     model = build_model(
-        compose_train(["model=tiny_roberta", f"model.attn_implementation={kernel}"]), get_task("sst2")
+        compose_train(
+            ["model=tiny_roberta", f"model.attn_implementation={kernel}", "model.fast_dropout=false"]
+        ),
+        get_task("sst2"),
     )
     assert model.get_base_model().config._attn_implementation == kernel
 

@@ -34,6 +34,8 @@ TOP_LEVEL: dict[str, Any] = {
     "model.trust_remote_code": BOOL,
     "model.lora_targets": ("list", STR),
     "model.trained_in_full": ("list", STR),
+    "model.last_layer_cls_only": BOOL,
+    "model.fast_dropout": BOOL,
     "optimizer.lr": FLOAT,
     "optimizer.weight_decay": (FLOAT, OPT),
     "optimizer.eps": (FLOAT, OPT),

@@ -118,6 +118,10 @@ def build_backbone(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model_cfg.get("last_layer_cls_only"):
         last_layer_cls_only(model)
+    if model_cfg.get("fast_dropout"):
+        from glue_lora.fast_dropout import use_fast_dropout
+
+        use_fast_dropout(model)
     # from_pretrained returns the model in eval mode; training must start with dropout on.
     return model.train()
 
