@@ -67,3 +67,13 @@ def test_last_layer_cls_only_changes_nothing_but_the_work(model):
         torch.testing.assert_close(grads_short[name], grad, atol=1e-5, rtol=1e-4)
     hidden = short.get_base_model().base_model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert hidden.shape[1] == 1  # the last layer ran for [CLS] only
+
+
+def test_progress_bar_auto_draws_only_on_a_terminal(monkeypatch):
+    from glue_lora.train import progress_bar_enabled
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert progress_bar_enabled("auto") is False
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert progress_bar_enabled("auto") is True
+    assert progress_bar_enabled(False) is False
