@@ -36,6 +36,7 @@ TOP_LEVEL: dict[str, Any] = {
     "model.trained_in_full": ("list", STR),
     "model.last_layer_cls_only": BOOL,
     "model.fast_dropout": BOOL,
+    "model.fused_lora": BOOL,
     "optimizer.lr": FLOAT,
     "optimizer.weight_decay": (FLOAT, OPT),
     "optimizer.eps": (FLOAT, OPT),

@@ -55,6 +55,10 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
     model = apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    if model_cfg.get("fused_lora") and lora_dict(cfg) is not None:
+        from glue_lora.lora_fused import fuse_lora_updates
+
+        fuse_lora_updates(model)
     return maybe_compile(model, model_cfg)
 
 
