@@ -115,7 +115,11 @@ def use_fast_dropout(model: nn.Module) -> nn.Module:
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
                 setattr(parent, name, FastDropout(child.p, child.inplace))
-    if getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa":
+    if getattr(getattr(model, "config", None), "_attn_implementation", None) != "sdpa":
+        return model  # eager or the model's own attention: its dropout modules were swapped above
+    try:
         register_attention()
-        model.set_attn_implementation(ATTENTION_NAME)
+    except ImportError:  # transformers before its attention interface: SDPA keeps its own dropout
+        return model
+    model.set_attn_implementation(ATTENTION_NAME)
     return model
