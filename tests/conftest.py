@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -42,6 +43,42 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def compose_tiny_run(glue_dir: Path, cache_dir: Path, output_dir: Path, overrides: list[str]) -> DictConfig:
+    """A ``TINY`` train.py run on the fixture GLUE files, sharing the session's token cache."""
+    return compose_train(
+        [*TINY, f"paths.glue_dir={glue_dir}", f"data.cache_dir={cache_dir}", *overrides], output_dir
+    )
+
+
+def flag_twins(model: str, flag: str) -> tuple[Any, Any]:
+    """``model`` built with ``model.<flag>=false`` and ``=true``, with the same weights.
+
+    LoRA B starts at zero; it is drawn at random here so that LoRA matters in the comparison.
+    """
+    import torch
+
+    from glue_lora.tasks import get_task
+    from glue_lora.train import build_model
+
+    torch.manual_seed(0)
+    off = build_model(compose_train([f"model={model}", f"model.{flag}=false"]), get_task("sst2"))
+    on = build_model(compose_train([f"model={model}", f"model.{flag}=true"]), get_task("sst2"))
+    with torch.no_grad():
+        for name, p in off.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+    on.load_state_dict(off.state_dict())
+    return off, on
+
+
+def eval_logits_and_grads(net: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, dict[str, Any]]:
+    """Logits and the trained parameters' gradients of one batch in eval mode (no dropout)."""
+    net.eval()
+    out = net(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    return out.logits, {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
 
 
 def run_cli(script: str, args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 600):

@@ -13,9 +13,7 @@ from glue_lora.fast_dropout import (
     keep_mask,
     sdpa_with_fast_dropout,
 )
-from glue_lora.tasks import get_task
-from glue_lora.train import build_model
-from tests.conftest import compose_train
+from tests.conftest import flag_twins
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -81,13 +79,10 @@ def test_attention_without_dropout_is_sdpa():
 
 @pytest.mark.parametrize("model", ["tiny_roberta", "tiny_deberta"])
 def test_model_flag_swaps_every_dropout_and_changes_no_weight(model):
-    torch.manual_seed(0)
-    plain = build_model(compose_train([f"model={model}", "model.fast_dropout=false"]), get_task("sst2"))
-    fast = build_model(compose_train([f"model={model}", "model.fast_dropout=true"]), get_task("sst2"))
+    plain, fast = flag_twins(model, "fast_dropout")
     assert list(fast.state_dict()) == list(plain.state_dict())
     assert not any(type(m) is nn.Dropout for m in fast.modules())
     assert any(isinstance(m, FastDropout) for m in fast.modules())
-    fast.load_state_dict(plain.state_dict())
     ids = torch.randint(5, 500, (3, 9))
     mask = torch.ones_like(ids)
     mask[2, 4:] = 0

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from glue_lora.tasks import get_task
 from glue_lora.train import build_model, run
-from tests.conftest import TINY, compose_train
+from tests.conftest import compose_tiny_run, compose_train
 
 
 @pytest.mark.parametrize("model", ["tiny_roberta", "tiny_deberta"])
@@ -33,16 +33,11 @@ def test_half_frozen_weights_train_in_fp32(model, dtype):
 
 
 def test_bf16_frozen_run_saves_fp32_adapter(glue_fixtures, token_cache, tmp_path):
-    cfg = compose_train(
-        [
-            *TINY,
-            "task=sst2",
-            "model.frozen_dtype=bfloat16",
-            f"paths.glue_dir={glue_fixtures}",
-            f"data.cache_dir={token_cache}",
-            "trainer.max_epochs=1",
-        ],
+    cfg = compose_tiny_run(
+        glue_fixtures,
+        token_cache,
         tmp_path,
+        ["task=sst2", "model.frozen_dtype=bfloat16", "trainer.max_epochs=1"],
     )
     results = run(cfg)
     assert 0.0 <= results["score"] <= 1.0

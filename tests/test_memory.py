@@ -10,7 +10,7 @@ import torch
 from glue_lora.memory import memory_figures, optimizer_state_bytes
 from glue_lora.tasks import get_task
 from glue_lora.train import build_model, run
-from tests.conftest import TINY, compose_train
+from tests.conftest import TINY, compose_tiny_run, compose_train
 from tests.test_collate import shared_roberta_tokenizer_dir
 
 MB = 2**20
@@ -42,9 +42,7 @@ def test_bf16_frozen_weights_halve():
 
 
 def test_estimate_matches_a_real_checkpoint(glue_fixtures, token_cache, tmp_path):
-    cfg = compose_train(
-        [*TINY, "task=sst2", f"paths.glue_dir={glue_fixtures}", f"data.cache_dir={token_cache}"], tmp_path
-    )
+    cfg = compose_tiny_run(glue_fixtures, token_cache, tmp_path, ["task=sst2"])
     results = run(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     weights = sum(v.numel() * v.element_size() for v in ckpt["state_dict"].values())

@@ -7,7 +7,7 @@ import torch
 
 from glue_lora.tasks import get_task
 from glue_lora.train import build_model, run
-from tests.conftest import TINY, compose_train
+from tests.conftest import compose_tiny_run, compose_train, eval_logits_and_grads, flag_twins
 
 
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])
@@ -23,16 +23,8 @@ def test_attention_implementation_is_passed_through(kernel):
 
 @pytest.mark.slow
 def test_compiled_model_trains_and_saves(glue_fixtures, token_cache, tmp_path):
-    cfg = compose_train(
-        [
-            *TINY,
-            "task=sst2",
-            "model.compile=true",
-            f"paths.glue_dir={glue_fixtures}",
-            f"data.cache_dir={token_cache}",
-            "trainer.max_epochs=1",
-        ],
-        tmp_path,
+    cfg = compose_tiny_run(
+        glue_fixtures, token_cache, tmp_path, ["task=sst2", "model.compile=true", "trainer.max_epochs=1"]
     )
     results = run(cfg)
     assert 0.0 <= results["score"] <= 1.0
@@ -42,26 +34,15 @@ def test_compiled_model_trains_and_saves(glue_fixtures, token_cache, tmp_path):
 @pytest.mark.parametrize("model", ["tiny_roberta", "tiny_deberta", "minilm"])
 def test_last_layer_cls_only_changes_nothing_but_the_work(model):
     """Same logits and gradients with and without the shortcut, on a padded batch."""
-    torch.manual_seed(0)
-    full = build_model(compose_train([f"model={model}", "model.last_layer_cls_only=false"]), get_task("sst2"))
-    short = build_model(compose_train([f"model={model}", "model.last_layer_cls_only=true"]), get_task("sst2"))
-    with torch.no_grad():
-        for name, p in full.named_parameters():
-            if "lora_B" in name:
-                p.normal_(std=0.1)  # LoRA B starts at zero; make LoRA matter
-    short.load_state_dict(full.state_dict())
+    full, short = flag_twins(model, "last_layer_cls_only")
     assert list(short.state_dict()) == list(full.state_dict())  # weight names untouched
     ids = torch.randint(5, 500, (4, 11))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
     mask[3, 3:] = 0
-    outputs = []
-    for net in (full, short):
-        net.eval()  # no dropout: the two runs must agree exactly
-        out = net(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 1, 0]))
-        out.loss.backward()
-        outputs.append((out.logits, {n: p.grad for n, p in net.named_parameters() if p.requires_grad}))
-    (logits_full, grads_full), (logits_short, grads_short) = outputs
+    labels = torch.tensor([0, 1, 1, 0])
+    logits_full, grads_full = eval_logits_and_grads(full, ids, mask, labels)
+    logits_short, grads_short = eval_logits_and_grads(short, ids, mask, labels)
     torch.testing.assert_close(logits_short, logits_full, atol=1e-5, rtol=1e-4)
     for name, grad in grads_full.items():
         torch.testing.assert_close(grads_short[name], grad, atol=1e-5, rtol=1e-4)
