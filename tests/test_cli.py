@@ -16,7 +16,8 @@ def test_dry_run_prints_paper_lora_counts_without_weights_or_data():
     result = run_cli("train.py", ["model=roberta_base", "lora=r8", "model.pretrained=false", "dry_run=true"])
     assert result.returncode == 0, result.stderr
     assert "lora                 294,912" in result.stdout
-    assert "effective batch size 16" in result.stdout  # the roberta_base/sst2 recipe: 16 per device
+    # the roberta_base/sst2 recipe: 16 per device, accumulated 8 times to the reference's 8 GPUs x 16
+    assert "effective batch size 128 (per device 16 x 1 device(s) x 8 accumulation step(s))" in result.stdout
     result = run_cli(
         "train.py", ["model=deberta_v2_xxl", "lora=r16", "model.pretrained=false", "dry_run=true"]
     )

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 from glue_lora.data import GlueDataModule, carve_dev, read_split, read_split_file, tokenize_rows
 from glue_lora.errors import DataError
 from glue_lora.models import resolve_source
-from glue_lora.sampler import LengthGroupedBatchSampler
+from glue_lora.sampler import EpochBatchSampler
 from glue_lora.tasks import TASKS, get_task
 from tests.fixtures import write_glue_task
 
@@ -148,7 +148,7 @@ def test_batches_are_padded_dynamically(glue_fixtures, tokenizer, tmp_path):
 
 def test_sampler_covers_every_row_once_in_random_batch_order():
     lengths = [(i * 37) % 101 + 1 for i in range(5000)]
-    sampler = LengthGroupedBatchSampler(lengths, 16, shuffle=True, seed=3)
+    sampler = EpochBatchSampler(lengths, 16, shuffle=True, seed=3)
     epoch0 = list(sampler)
     assert sorted(i for b in epoch0 for i in b) == list(range(5000))
     first_lengths = [max(lengths[i] for i in b) for b in epoch0]
@@ -163,19 +163,17 @@ def test_sampler_covers_every_row_once_in_random_batch_order():
 
 def test_sampler_shards_across_ranks():
     lengths = list(range(1, 101))
-    shards = [
-        list(LengthGroupedBatchSampler(lengths, 10, shuffle=True, num_replicas=2, rank=r)) for r in (0, 1)
-    ]
+    shards = [list(EpochBatchSampler(lengths, 10, shuffle=True, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 5
     seen = [i for shard in shards for b in shard for i in b]
     assert len(seen) == len(set(seen)) == 100
 
 
 def test_every_task_has_a_config_file_and_known_metrics():
-    from glue_lora.metrics import METRIC_FACTORIES
+    from glue_lora.metrics import SCORERS
     from tests.conftest import CONF
 
     for name, spec in TASKS.items():
         assert (CONF / "task" / f"{name}.yaml").is_file()
         assert spec.primary_metric in spec.metrics
-        assert set(spec.metrics) <= set(METRIC_FACTORIES)
+        assert set(spec.metrics) <= set(SCORERS)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from glue_lora.csv_logger import CSVLogger
 from glue_lora.errors import ConfigError
 from glue_lora.resume import SIGTERM_EXIT_CODE
-from glue_lora.sampler import LengthGroupedBatchSampler
+from glue_lora.sampler import EpochBatchSampler
 from glue_lora.train import run
 from tests.conftest import ROOT, TINY, compose_train
 from tests.helpers import PAUSE_AT, PAUSE_FILE
@@ -198,7 +198,7 @@ def test_every_epoch_has_its_own_order_and_resumption_skips_trained_batches():
     from lightning.fabric.utilities.data import _set_sampler_epoch
     from torch.utils.data import DataLoader
 
-    sampler = LengthGroupedBatchSampler(list(range(40)), 4, shuffle=True, seed=3)
+    sampler = EpochBatchSampler(list(range(40)), 4, shuffle=True, seed=3)
     loader = DataLoader(list(range(40)), batch_sampler=sampler)
     _set_sampler_epoch(loader, 0)  # what Lightning calls at every epoch start
     epoch0 = list(sampler)
@@ -214,21 +214,14 @@ def test_every_epoch_has_its_own_order_and_resumption_skips_trained_batches():
 
 def test_ddp_shards_are_slices_of_the_single_process_batches():
     lengths = [(i * 7) % 23 for i in range(50)]
-    single = list(LengthGroupedBatchSampler(lengths, 8, shuffle=True, seed=1))
+    single = list(EpochBatchSampler(lengths, 8, shuffle=True, seed=1))
     ranks = [
-        list(LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=1, num_replicas=2, rank=r))
-        for r in (0, 1)
+        list(EpochBatchSampler(lengths, 4, shuffle=True, seed=1, num_replicas=2, rank=r)) for r in (0, 1)
     ]
-    assert (
-        len(ranks[0])
-        == len(ranks[1])
-        == len(LengthGroupedBatchSampler(lengths, 4, shuffle=True, num_replicas=2))
-    )
+    assert len(ranks[0]) == len(ranks[1]) == len(EpochBatchSampler(lengths, 4, shuffle=True, num_replicas=2))
     for batch, part0, part1 in zip(single, *ranks, strict=False):
         assert sorted(part0 + part1) == sorted(batch)
-    evaluation = [
-        LengthGroupedBatchSampler(lengths, 4, shuffle=False, num_replicas=3, rank=r) for r in range(3)
-    ]
+    evaluation = [EpochBatchSampler(lengths, 4, shuffle=False, num_replicas=3, rank=r) for r in range(3)]
     seen = sorted(i for s in evaluation for batch in s for i in batch)
     assert seen == list(range(50)) and all(len(list(s)) == len(s) for s in evaluation)
 

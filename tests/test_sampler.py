@@ -7,7 +7,7 @@ import random
 from scipy.stats import spearmanr
 
 from glue_lora.data import read_split
-from glue_lora.sampler import LengthGroupedBatchSampler
+from glue_lora.sampler import EpochBatchSampler
 from glue_lora.tasks import get_task
 from tests.test_collate import minilm_tokenizer
 
@@ -19,7 +19,7 @@ def padding_share(batches: list[list[int]], lengths: list[int]) -> float:
 
 
 def check_epochs(lengths: list[int], batch_size: int = 32, epochs: int = 3) -> list[list[list[int]]]:
-    sampler = LengthGroupedBatchSampler(lengths, batch_size, shuffle=True, seed=0)
+    sampler = EpochBatchSampler(lengths, batch_size, shuffle=True, seed=0)
     orders = []
     for epoch in range(epochs):
         sampler.set_epoch(epoch)

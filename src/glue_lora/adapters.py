@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class AdapterInfo:
     lora: dict[str, Any] | None
     max_length: int
     seed: int
+    # How the training run evaluated (precision, eval batch size, padding): eval.py's defaults.
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> TaskSpec:
@@ -67,6 +69,11 @@ def adapter_record(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
         "max_length": cfg.data.max_length,
         # A randomly initialised base (model.pretrained=false) is a function of the seed.
         "seed": cfg.seed,
+        "evaluation": {
+            "precision": str(cfg.trainer.precision),
+            "batch_size": cfg.data.eval_batch_size or cfg.data.batch_size,
+            "padding": cfg.data.get("padding", "longest"),
+        },
     }
 
 
@@ -112,6 +119,7 @@ def read_adapter(path: str | Path) -> AdapterInfo:
             lora=dict(record["lora"]) if record.get("lora") else None,
             max_length=int(record["max_length"]),
             seed=int(record.get("seed", 0)),
+            evaluation=dict(record.get("evaluation") or {}),
         )
     except (ValueError, KeyError, TypeError) as err:
         raise DataError(

@@ -18,7 +18,8 @@ SEQUENCE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "special_to
 
 
 class PadCollator:
-    """Pad ``input_ids`` (and the other token columns) to the longest row of the batch.
+    """Pad ``input_ids`` (and the other token columns) to the longest row of the batch, or to
+    ``pad_to_length`` (the reference's ``padding="max_length"``).
 
     Produces the tensors ``DataCollatorWithPadding(tokenizer)`` produces for the same rows: padding
     on the tokenizer's side with its pad id, attention mask 0 and token type ``pad_token_type_id``
@@ -32,23 +33,30 @@ class PadCollator:
         padding_side: str = "right",
         pad_token_type_id: int = 0,
         pad_to_multiple_of: int | None = None,
+        pad_to_length: int | None = None,
     ) -> None:
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         self.pad_values = {"input_ids": pad_token_id, "token_type_ids": pad_token_type_id}
         self.padding_side = padding_side
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.pad_to_length = pad_to_length
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, pad_to_multiple_of: int | None = None) -> PadCollator:
+    def from_tokenizer(
+        cls, tokenizer: Any, pad_to_multiple_of: int | None = None, pad_to_length: int | None = None
+    ) -> PadCollator:
         return cls(
             tokenizer.pad_token_id,
             padding_side=tokenizer.padding_side,
             pad_token_type_id=getattr(tokenizer, "pad_token_type_id", 0),
             pad_to_multiple_of=pad_to_multiple_of,
+            pad_to_length=pad_to_length,
         )
 
     def _width(self, longest: int) -> int:
+        if self.pad_to_length is not None:  # every row to one width (rows are already truncated to it)
+            return max(self.pad_to_length, longest)
         multiple = self.pad_to_multiple_of
         return -(-longest // multiple) * multiple if multiple else longest
 

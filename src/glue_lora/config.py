@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from glue_lora.batching import plan_batches, trainer_settings
 from glue_lora.errors import ConfigError
 from glue_lora.lora import validate_lora_config
 from glue_lora.regularizers import validate as validate_regularizers
@@ -37,6 +38,7 @@ TOP_LEVEL: dict[str, Any] = {
     "model.last_layer_cls_only": BOOL,
     "model.fast_dropout": BOOL,
     "model.fused_lora": BOOL,
+    "model.lora_a_init": STR,
     "optimizer.lr": FLOAT,
     "optimizer.weight_decay": (FLOAT, OPT),
     "optimizer.eps": (FLOAT, OPT),
@@ -62,6 +64,9 @@ CLOSED_GROUPS: dict[str, dict[str, Any]] = {
         "max_eval_rows": (INT, OPT),
         "skip_malformed_rows": BOOL,
         "cache_dir": (STR, OPT),
+        "global_batch_size": (INT, OPT),
+        "sampler": STR,
+        "padding": STR,
     },
     "schedule": {"name": STR, "warmup_ratio": (FLOAT, OPT), "warmup_steps": (INT, OPT)},
     "checkpoint": {"every_n_train_steps": (INT, OPT)},
@@ -205,6 +210,8 @@ def check_ranges(cfg: DictConfig) -> None:
     if data.get("eval_batch_size") is not None:
         _positive_int(data.eval_batch_size, "data.eval_batch_size", "128")
     _positive_int(data.max_length, "data.max_length", "128")
+    if data.get("global_batch_size") is not None:
+        _positive_int(data.global_batch_size, "data.global_batch_size", "128")
     for key in ("max_train_rows", "max_eval_rows"):
         if data.get(key) is not None:
             _positive_int(data[key], f"data.{key}", "1000")
@@ -244,7 +251,7 @@ def check_ranges(cfg: DictConfig) -> None:
     if isinstance(interval, float) and not 0.0 < interval <= 1.0:
         raise ConfigError(
             f"trainer.val_check_interval={interval} is invalid: a fraction of an epoch must be in (0, 1], "
-            "an integer counts training steps (e.g. trainer.val_check_interval=0.5 or =1000)."
+            "an integer counts optimizer steps (e.g. trainer.val_check_interval=0.5 or =1000)."
         )
     if isinstance(interval, int) and interval < 1:
         _positive_int(interval, "trainer.val_check_interval", "1000")
@@ -272,5 +279,6 @@ def validate(cfg: DictConfig) -> None:
     validate_lora_config(lora_dict(cfg))
     validate_regularizers(cfg.get("train"))
     check_ranges(cfg)
+    plan_batches(cfg.data.batch_size, cfg.data.get("global_batch_size"), trainer_settings(cfg.trainer))
     if not cfg.get("dry_run"):
         check_target_arguments(OmegaConf.to_container(cfg, resolve=False))

@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from glue_lora.collate import PadCollator
-from glue_lora.errors import DataError
-from glue_lora.sampler import LengthGroupedBatchSampler
+from glue_lora.errors import ConfigError, DataError
+from glue_lora.sampler import EpochBatchSampler
 from glue_lora.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -317,8 +317,14 @@ class ResumableDataLoader(DataLoader):
         self.batch_sampler.skip_batches(int(state["epoch"]), int(state["batches"]))
 
 
+# data.sampler and data.padding: ours (fast, the defaults) and the reference's.
+SAMPLERS = ("length_grouped", "random")
+PADDINGS = ("longest", "max_length")
+
+
 class GlueDataModule(L.LightningDataModule):
-    """Train/dev/test splits of one task, tokenized once and batched by length with dynamic padding."""
+    """Train/dev/test splits of one task, tokenized once, batched by length with dynamic padding
+    (or, with ``sampler="random"`` and ``padding="max_length"``, as the reference batches them)."""
 
     def __init__(
         self,
@@ -336,8 +342,20 @@ class GlueDataModule(L.LightningDataModule):
         max_train_rows: int | None = None,
         max_eval_rows: int | None = None,
         skip_malformed_rows: bool = False,
+        sampler: str = "length_grouped",
+        padding: str = "longest",
     ) -> None:
         super().__init__()
+        if sampler not in SAMPLERS:
+            raise ConfigError(
+                f"data.sampler={sampler!r} is unknown: use length_grouped (batches of similar lengths, "
+                "fast) or random (the reference's order)."
+            )
+        if padding not in PADDINGS:
+            raise ConfigError(
+                f"data.padding={padding!r} is unknown: use longest (to the batch's longest row, fast) "
+                "or max_length (every row to data.max_length, as the reference)."
+            )
         self.spec = spec
         self.tokenizer = tokenizer
         self.data_dir = data_dir
@@ -351,6 +369,8 @@ class GlueDataModule(L.LightningDataModule):
         self.max_train_rows = max_train_rows
         self.max_eval_rows = max_eval_rows
         self.skip_malformed_rows = skip_malformed_rows
+        self.group_by_length = sampler == "length_grouped"
+        self.pad_to_max_length = padding == "max_length"
         self.splits: dict[str, TokenizedSplit] = {}
 
     def read(self, split: str) -> Rows:
@@ -398,17 +418,19 @@ class GlueDataModule(L.LightningDataModule):
             log.info("%s %s: %d rows", self.spec.name, split, len(self.splits[split]))
 
     def _collate(self) -> PadCollator:
-        return PadCollator.from_tokenizer(self.tokenizer)
+        width = self.max_length if self.pad_to_max_length else None
+        return PadCollator.from_tokenizer(self.tokenizer, pad_to_length=width)
 
     def _loader(self, split: TokenizedSplit, batch_size: int, shuffle: bool) -> DataLoader:
         trainer = getattr(self, "trainer", None)
         replicas = trainer.world_size if trainer is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
-        sampler = LengthGroupedBatchSampler(
+        sampler = EpochBatchSampler(
             split.lengths,
             batch_size,
             shuffle=shuffle,
             seed=self.seed,
+            group_by_length=self.group_by_length,
             num_replicas=replicas,
             rank=rank,
         )

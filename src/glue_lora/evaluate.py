@@ -77,10 +77,36 @@ def write_predictions(
     return path
 
 
-def _datamodule(cfg: DictConfig, spec: TaskSpec, info: AdapterInfo, tokenizer: Any):
+# What an adapter saved before glue_lora.json recorded its evaluation was evaluated with.
+EVALUATION_DEFAULTS = {"precision": "32-true", "batch_size": 128, "padding": "longest"}
+
+
+def evaluation_settings(cfg: DictConfig, info: AdapterInfo) -> dict[str, Any]:
+    """Precision, eval batch size and padding: the command line's, else those the run evaluated with.
+
+    The same settings give the training run's dev metrics bit for bit on the same kind of device.
+    """
+    recorded = {**EVALUATION_DEFAULTS, **info.evaluation}
+    settings = {
+        "precision": cfg.trainer.get("precision") or recorded["precision"],
+        "batch_size": cfg.data.get("eval_batch_size") or recorded["batch_size"],
+        "padding": cfg.data.get("padding") or recorded["padding"],
+    }
+    on_gpu = cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if str(settings["precision"]).startswith("16") and not on_gpu:
+        log.warning(
+            "The run evaluated in %s, which needs a GPU; evaluating in 32-true here, so metrics may "
+            "differ in the last digits. Run eval.py on a GPU to reproduce them exactly.",
+            settings["precision"],
+        )
+        settings["precision"] = "32-true"
+    return settings
+
+
+def _datamodule(cfg: DictConfig, spec: TaskSpec, info: AdapterInfo, tokenizer: Any, settings: dict):
     from glue_lora.data import GlueDataModule
 
-    batch = cfg.data.eval_batch_size
+    batch = settings["batch_size"]
     return GlueDataModule(
         spec,
         tokenizer,
@@ -93,6 +119,7 @@ def _datamodule(cfg: DictConfig, spec: TaskSpec, info: AdapterInfo, tokenizer: A
         val_fraction=cfg.data.val_fraction,
         max_eval_rows=cfg.data.max_eval_rows,
         skip_malformed_rows=cfg.data.skip_malformed_rows,
+        padding=settings["padding"],
     )
 
 
@@ -133,15 +160,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"Task {spec.name} has no test split to predict; use split=dev.")
     out_dir = Path(cfg.paths.output_dir)
     model, tokenizer, info = load_model(info)
-    datamodule = _datamodule(cfg, spec, info, tokenizer)
+    settings = evaluation_settings(cfg, info)
+    datamodule = _datamodule(cfg, spec, info, tokenizer, settings)
     module = GlueLoRAModule(model, spec, optimizer=None, schedule={})
-    trainer = instantiate(cfg.trainer)
+    trainer = instantiate(cfg.trainer, precision=settings["precision"])
 
     results: dict[str, Any] = {
         "adapter": str(info.path),
         "task": spec.name,
         "model": info.model.get("name"),
         "split": cfg.split,
+        "evaluation": settings,
     }
     if cfg.split == "dev":
         trainer.validate(module, datamodule=datamodule, verbose=False)

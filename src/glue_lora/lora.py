@@ -162,6 +162,30 @@ def apply_lora(
     return peft_model
 
 
+LORA_A_INITS = ("kaiming_uniform", "normal")
+
+
+def init_lora_a(model: nn.Module, scheme: str) -> None:
+    """Draw LoRA's A matrices as ``model.lora_a_init`` says (B stays zero, so the output is unchanged).
+
+    ``kaiming_uniform`` keeps peft's draw, which is loralib's (and so the reference's for RoBERTa).
+    ``normal`` re-draws A from N(0, ``config.initializer_range``), as the reference's DeBERTa-v2
+    ``_init_weights`` does; peft's ``init_lora_weights="gaussian"`` uses std 1/r instead.
+    """
+    if scheme not in LORA_A_INITS:
+        raise ConfigError(
+            f"model.lora_a_init={scheme!r} is unknown: use kaiming_uniform (loralib's) or normal "
+            "(N(0, initializer_range), the reference's DeBERTa)."
+        )
+    if scheme == "kaiming_uniform":
+        return
+    std = float(model.config.initializer_range)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora_A." in name:
+                p.normal_(mean=0.0, std=std)
+
+
 def check_budget(counts: ParamCounts, lora_cfg: Mapping[str, Any] | None) -> str | None:
     """Fail when the trainable parameters (LoRA + head) exceed ``lora.budget``; else a line to print."""
     budget = (lora_cfg or {}).get("budget")

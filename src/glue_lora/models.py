@@ -65,9 +65,11 @@ def build_config(model_cfg: Mapping[str, Any], num_labels: int, regression: bool
 
 
 def _cls_dropout_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    # DeBERTa-v2 reads `pooler_dropout`/`cls_dropout`; BERT/RoBERTa read `classifier_dropout`.
+    # DeBERTa-v2 reads `cls_dropout`, BERT/RoBERTa `classifier_dropout`: the dropout before the
+    # classifier. DeBERTa's `pooler_dropout` stays the config's (0), as in the reference's run_glue.py,
+    # which passes --cls_dropout to the config alone.
     value = float(model_cfg["cls_dropout"])
-    return {"classifier_dropout": value, "cls_dropout": value, "pooler_dropout": value}
+    return {"classifier_dropout": value, "cls_dropout": value}
 
 
 def build_tokenizer(model_cfg: Mapping[str, Any], config: Any) -> Any:

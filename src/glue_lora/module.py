@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -111,10 +112,11 @@ class GlueLoRAModule(L.LightningModule):
 
 
 def warmup_steps(schedule: Mapping[str, Any], total_steps: int) -> int:
-    """Warm-up length: ``warmup_steps`` if set, else ``warmup_ratio`` of the total."""
+    """Warm-up length: ``warmup_steps`` if set, else ``warmup_ratio`` of the total, rounded up as
+    the reference's Trainer does (``math.ceil(num_training_steps * warmup_ratio)``)."""
     if schedule.get("warmup_steps"):
         return int(schedule["warmup_steps"])
-    return round(float(schedule.get("warmup_ratio") or 0.0) * total_steps)
+    return math.ceil(total_steps * float(schedule.get("warmup_ratio") or 0.0))
 
 
 def build_schedule(

@@ -1,4 +1,8 @@
-"""Length-grouped batching: batches of similar lengths, in random order, every row once per epoch."""
+"""Training and evaluation batches: every row once per epoch, shardable over ranks, resumable.
+
+Training batches are length-grouped by default (batches of similar lengths, in random order: little
+padding), or in plain random order (``group_by_length=False``), as the reference's ``RandomSampler``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ import torch
 from torch.utils.data import Sampler
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Yield batches of indices whose sequences have similar lengths.
+class EpochBatchSampler(Sampler[list[int]]):
+    """Yield batches of row indices, by default of rows with similar lengths.
 
-    Training (``shuffle=True``): the rows are permuted, cut into mega-batches of
+    Training (``shuffle=True``) with ``group_by_length``: the rows are permuted, cut into mega-batches of
     ``group_size * batch_size`` rows, each mega-batch is sorted by length and cut into batches, and
     the batches of the whole epoch are shuffled again. Batch order is therefore random, while
-    padding inside a batch stays small. Evaluation (``shuffle=False``): all rows sorted by length.
+    padding inside a batch stays small. Without ``group_by_length`` the permutation is cut into
+    batches as it is. Evaluation (``shuffle=False``): all rows sorted by length (the order of
+    evaluation changes no metric).
     The order depends only on ``seed`` and the epoch.
 
     With ``num_replicas > 1`` (DDP) the batches above are global batches of
@@ -35,6 +41,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         shuffle: bool,
         seed: int = 0,
         group_size: int = 50,
+        group_by_length: bool = True,
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
@@ -45,13 +52,14 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.group_size = group_size
+        self.group_by_length = group_by_length
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
         self._skip: tuple[int, int] | None = None
 
     @property
-    def sampler(self) -> LengthGroupedBatchSampler:
+    def sampler(self) -> EpochBatchSampler:
         # Lightning calls set_epoch on `batch_sampler.sampler` (torch's BatchSampler layout), never
         # on the batch sampler itself; without this every epoch would repeat the order of epoch 0.
         return self
@@ -76,6 +84,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             return [order[i : i + size].tolist() for i in range(0, n, size)]
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         permutation = torch.randperm(n, generator=generator)
+        if not self.group_by_length:
+            return [permutation[i : i + size].tolist() for i in range(0, n, size)]
         group = self.group_size * size
         batches: list[list[int]] = []
         for start in range(0, n, group):

@@ -13,10 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.adapters import RECORD, adapter_record
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
+from glue_lora.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
-from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
+from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters, init_lora_a
 from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary, maybe_compile
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
@@ -39,15 +40,9 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-def effective_batch_size(cfg: DictConfig) -> int:
-    devices = cfg.trainer.get("devices", 1)
-    n_devices = devices if isinstance(devices, int) and devices > 0 else max(torch.cuda.device_count(), 1)
-    return (
-        cfg.data.batch_size
-        * n_devices
-        * cfg.trainer.get("num_nodes", 1)
-        * cfg.trainer.get("accumulate_grad_batches", 1)
-    )
+def batch_plan(cfg: DictConfig) -> BatchPlan:
+    """Per-device batch, devices and the accumulation that reaches ``data.global_batch_size``."""
+    return plan_batches(cfg.data.batch_size, cfg.data.get("global_batch_size"), trainer_settings(cfg.trainer))
 
 
 def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> torch.nn.Module:
@@ -55,6 +50,8 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
     model = apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    if lora_dict(cfg) is not None:
+        init_lora_a(model, model_cfg.get("lora_a_init") or "kaiming_uniform")
     if model_cfg.get("fused_lora") and lora_dict(cfg) is not None:
         from glue_lora.lora_fused import fuse_lora_updates
 
@@ -68,10 +65,7 @@ def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Modu
         print(budget)
     if cfg.get("lr_tiers"):
         print(tier_table(model, cfg.lr_tiers, cfg.optimizer.lr))
-    print(
-        f"effective batch size {effective_batch_size(cfg)} "
-        f"(per device {cfg.data.batch_size} x devices x nodes x accumulation)"
-    )
+    print(batch_plan(cfg).describe())
 
 
 def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
@@ -115,12 +109,19 @@ def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> Any:
         max_train_rows=cfg.data.max_train_rows,
         max_eval_rows=cfg.data.max_eval_rows,
         skip_malformed_rows=cfg.data.skip_malformed_rows,
+        sampler=cfg.data.get("sampler", "length_grouped"),
+        padding=cfg.data.get("padding", "longest"),
     )
 
 
 def _best_entry(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement).
-    return max(enumerate(history), key=lambda item: (item[1]["dev"][metric], -item[0]))[1]
+    # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement);
+    # an undefined score (NaN: Pearson of a constant output) is never the best, as there.
+    def rank(item: tuple[int, dict[str, Any]]) -> tuple[float, int]:
+        score = item[1]["dev"][metric]
+        return (score if score == score else float("-inf"), -item[0])
+
+    return max(enumerate(history), key=rank)[1]
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -174,6 +175,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
+        **trainer_batch_arguments(batch_plan(cfg), cfg.trainer.get("val_check_interval")),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar", "auto")),
         callbacks=[*checkpoints, meter, *reliability_callbacks(cfg, out_dir), *extra_callbacks],
         logger=loggers,
