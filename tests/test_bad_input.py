@@ -47,6 +47,17 @@ def train(overrides, tmp_path, glue_dir, token_cache):
         (["trainer.val_check_interval=1.5"], r"val_check_interval=1\.5 is invalid"),
         (["trainer.precision=17"], r"trainer\.precision=17 is unknown"),
         (["checkpoint.every_n_train_steps=-5"], r"checkpoint\.every_n_train_steps=-5 is invalid"),
+        (["data.sampler=sorted"], r"data\.sampler='sorted' is unknown: use length_grouped .* or random"),
+        (["data.padding=none"], r"data\.padding='none' is unknown: use longest .* or max_length"),
+        (["model.lora_a_init=zeros"], r"model\.lora_a_init='zeros' is unknown: use kaiming_uniform"),
+        (
+            ["data.global_batch_size=12"],
+            r"data\.global_batch_size=12 is not a multiple of the per-step batch 8",
+        ),
+        (
+            ["data.global_batch_size=0"],
+            r"data\.global_batch_size=0 is invalid: it must be a positive integer",
+        ),
         # unknown keys: a `+` override or an experiment file can add any key
         (["+data.batchsize=16"], r"data\.batchsize is not a setting of data .*batch_size.*spelling"),
         (["+lora.rank=4"], r"lora\.rank is not a setting of lora"),

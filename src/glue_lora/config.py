@@ -17,8 +17,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glue_lora.batching import plan_batches, trainer_settings
 from glue_lora.errors import ConfigError
-from glue_lora.lora import validate_lora_config
+from glue_lora.lora import check_lora_a_init, validate_lora_config
 from glue_lora.regularizers import validate as validate_regularizers
+from glue_lora.sampler import check_batching
 from glue_lora.tasks import get_task
 
 # Expected types: a type, a tuple of types, None (null allowed) or ("list", item type).
@@ -279,6 +280,8 @@ def validate(cfg: DictConfig) -> None:
     validate_lora_config(lora_dict(cfg))
     validate_regularizers(cfg.get("train"))
     check_ranges(cfg)
+    check_batching(cfg.data.get("sampler", "length_grouped"), cfg.data.get("padding", "longest"))
+    check_lora_a_init(cfg.model.get("lora_a_init") or "kaiming_uniform")
     plan_batches(cfg.data.batch_size, cfg.data.get("global_batch_size"), trainer_settings(cfg.trainer))
     if not cfg.get("dry_run"):
         check_target_arguments(OmegaConf.to_container(cfg, resolve=False))

@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from glue_lora.collate import PadCollator
-from glue_lora.errors import ConfigError, DataError
-from glue_lora.sampler import EpochBatchSampler
+from glue_lora.errors import DataError
+from glue_lora.sampler import EpochBatchSampler, check_batching
 from glue_lora.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -317,11 +317,6 @@ class ResumableDataLoader(DataLoader):
         self.batch_sampler.skip_batches(int(state["epoch"]), int(state["batches"]))
 
 
-# data.sampler and data.padding: ours (fast, the defaults) and the reference's.
-SAMPLERS = ("length_grouped", "random")
-PADDINGS = ("longest", "max_length")
-
-
 class GlueDataModule(L.LightningDataModule):
     """Train/dev/test splits of one task, tokenized once, batched by length with dynamic padding
     (or, with ``sampler="random"`` and ``padding="max_length"``, as the reference batches them)."""
@@ -346,16 +341,7 @@ class GlueDataModule(L.LightningDataModule):
         padding: str = "longest",
     ) -> None:
         super().__init__()
-        if sampler not in SAMPLERS:
-            raise ConfigError(
-                f"data.sampler={sampler!r} is unknown: use length_grouped (batches of similar lengths, "
-                "fast) or random (the reference's order)."
-            )
-        if padding not in PADDINGS:
-            raise ConfigError(
-                f"data.padding={padding!r} is unknown: use longest (to the batch's longest row, fast) "
-                "or max_length (every row to data.max_length, as the reference)."
-            )
+        check_batching(sampler, padding)
         self.spec = spec
         self.tokenizer = tokenizer
         self.data_dir = data_dir

@@ -165,6 +165,14 @@ def apply_lora(
 LORA_A_INITS = ("kaiming_uniform", "normal")
 
 
+def check_lora_a_init(scheme: str) -> None:
+    if scheme not in LORA_A_INITS:
+        raise ConfigError(
+            f"model.lora_a_init={scheme!r} is unknown: use kaiming_uniform (loralib's) or normal "
+            "(N(0, initializer_range), the reference's DeBERTa)."
+        )
+
+
 def init_lora_a(model: nn.Module, scheme: str) -> None:
     """Draw LoRA's A matrices as ``model.lora_a_init`` says (B stays zero, so the output is unchanged).
 
@@ -172,11 +180,7 @@ def init_lora_a(model: nn.Module, scheme: str) -> None:
     ``normal`` re-draws A from N(0, ``config.initializer_range``), as the reference's DeBERTa-v2
     ``_init_weights`` does; peft's ``init_lora_weights="gaussian"`` uses std 1/r instead.
     """
-    if scheme not in LORA_A_INITS:
-        raise ConfigError(
-            f"model.lora_a_init={scheme!r} is unknown: use kaiming_uniform (loralib's) or normal "
-            "(N(0, initializer_range), the reference's DeBERTa)."
-        )
+    check_lora_a_init(scheme)
     if scheme == "kaiming_uniform":
         return
     std = float(model.config.initializer_range)

@@ -11,6 +11,26 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from glue_lora.errors import ConfigError
+
+# data.sampler and data.padding: ours (fast, the defaults) and the reference's.
+SAMPLERS = ("length_grouped", "random")
+PADDINGS = ("longest", "max_length")
+
+
+def check_batching(sampler: str, padding: str) -> None:
+    """Fail on a ``data.sampler`` or ``data.padding`` that does not exist."""
+    if sampler not in SAMPLERS:
+        raise ConfigError(
+            f"data.sampler={sampler!r} is unknown: use length_grouped (batches of similar lengths, "
+            "fast) or random (the reference's order)."
+        )
+    if padding not in PADDINGS:
+        raise ConfigError(
+            f"data.padding={padding!r} is unknown: use longest (to the batch's longest row, fast) "
+            "or max_length (every row to data.max_length, as the reference)."
+        )
+
 
 class EpochBatchSampler(Sampler[list[int]]):
     """Yield batches of row indices, by default of rows with similar lengths.
