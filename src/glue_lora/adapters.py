@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 
 from glue_lora.config import lora_dict
 from glue_lora.errors import ConfigError, DataError
@@ -141,7 +142,33 @@ def load_weights(adapter_dir: str | Path, filename: str = ADAPTER_WEIGHTS) -> di
             "again with train.py (or peft's save_pretrained with safe_serialization=True), or convert "
             "a loralib checkpoint with `glue-lora import-loralib`."
         )
-    return load_file(path)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise damaged_file_error(path, err) from None
+
+
+def damaged_file_error(path: Path, err: BaseException) -> DataError:
+    """The error for a weights file that exists but cannot be read (truncated, overwritten)."""
+    size = path.stat().st_size if path.is_file() else 0
+    return DataError(
+        f"{path} is damaged and cannot be read ({size:,} bytes; {str(err).strip() or type(err).__name__}). "
+        "It was probably truncated by a full disk or an interrupted copy, or overwritten. Copy the "
+        f"{path.parent.name}/ directory again from the machine that trained it, or re-train (or "
+        "re-merge) to write it anew."
+    )
+
+
+def check_safetensors(directory: Path) -> None:
+    """Read the header of every safetensors file in ``directory``; a damaged one raises ``DataError``."""
+    from safetensors import safe_open
+
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise damaged_file_error(path, err) from None
 
 
 def base_model_config(info: AdapterInfo, base: str | None = None) -> dict[str, Any]:
@@ -230,6 +257,7 @@ def load_model(
 
         if not any(info.path.glob("*.safetensors")):
             load_weights(info.path, MODEL_WEIGHTS)  # raises: the directory holds no safetensors
+        check_safetensors(info.path)
         model = AutoModelForSequenceClassification.from_pretrained(
             info.path, use_safetensors=True, dtype=torch.float32
         )

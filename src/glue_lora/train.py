@@ -15,9 +15,16 @@ from glue_lora.adapters import RECORD, adapter_record
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
+from glue_lora.diskspace import run_bytes, warn_if_low
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
-from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary, maybe_compile
+from glue_lora.models import (
+    build_backbone,
+    build_tokenizer,
+    check_max_length,
+    check_vocabulary,
+    maybe_compile,
+)
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
 from glue_lora.recipes import describe_recipe
@@ -81,6 +88,7 @@ def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
         cfg.model.pretrained = False
     with torch.device("meta"):
         model = build_model(cfg, spec, device="meta")
+    check_max_length(model, cfg.data.max_length, cfg.model.name)
     counts = count_parameters(model, cfg.model.trained_in_full)
     report_parameters(cfg, counts, model)
     return {"params": counts.as_dict()}
@@ -146,11 +154,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     resume_from = prepare_resume(cfg, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
     model = build_model(cfg, spec)
+    check_max_length(model, cfg.data.max_length, cfg.model.name)
     load_init_adapter(model, init, spec, cfg.model.trained_in_full)
     tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, cfg.model.trained_in_full)
     report_parameters(cfg, counts, model)
+    warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=lora_dict(cfg) is None))
 
     datamodule = build_datamodule(cfg, spec, tokenizer)
     # Read and check every file before the first step, so bad data never costs training time.
