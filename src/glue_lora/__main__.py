@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
+    from glue_lora.quiet import silence_known_warnings
+
+    silence_known_warnings()
     module_name, _ = COMMANDS[argv[0]]
     return int(importlib.import_module(module_name).main(argv[1:]) or 0)
 

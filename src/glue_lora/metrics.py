@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -17,8 +18,15 @@ METRIC_FACTORIES: dict[str, Callable[[int], torchmetrics.Metric]] = {
     "f1": lambda n: classification.BinaryF1Score(),
     "mcc": lambda n: classification.MulticlassMatthewsCorrCoef(num_classes=n),
     "pearson": lambda n: regression.PearsonCorrCoef(),
-    "spearman": lambda n: regression.SpearmanCorrCoef(),
+    "spearman": lambda n: _spearman(),
 }
+
+
+def _spearman() -> torchmetrics.Metric:
+    # It warns that it buffers every prediction: STS-B's dev set is 1,500 scores, a few KB.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*will save all targets and predictions in the buffer")
+        return regression.SpearmanCorrCoef()
 
 
 def build_metrics(spec: TaskSpec) -> torchmetrics.MetricCollection:

@@ -137,7 +137,10 @@ def build_backbone(
         model.to(dtype)
     if model_cfg.get("gradient_checkpointing"):
         # Non-reentrant checkpointing needs no input that requires grad, so frozen embeddings are fine.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the old name warns)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model_cfg.get("last_layer_cls_only"):
         last_layer_cls_only(model)
     if model_cfg.get("fast_dropout"):
