@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("glue_lora.merge", "merge a LoRA adapter into its base model (plain transformers model)"),
     "import-loralib": ("glue_lora.import_loralib", "convert a microsoft/LoRA checkpoint into an adapter"),
     "bench": ("glue_lora.bench", "training speed and memory vs transformers Trainer + PEFT"),
+    "push": ("glue_lora.push", "upload an adapter (or merged model) with its model card to the Hub"),
 }
 
 

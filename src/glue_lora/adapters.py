@@ -11,7 +11,8 @@ Weights are read from safetensors only: a pickle is never unpickled here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,15 +61,36 @@ class AdapterInfo:
 
 def adapter_record(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
     """The content of ``glue_lora.json`` for a run of ``cfg`` on ``spec``."""
+    from glue_lora.models import resolve_source
+
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    pretrained = model_cfg.get("pretrained", True)
     return {
         "task": spec.name,
         "label_names": list(spec.label_names) if spec.label_names else None,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_cfg,
+        # Where this machine read the base weights (adapter_config.json names a Hub id instead).
+        "base_model_source": resolve_source(model_cfg) if pretrained else f"random:{model_cfg['name']}",
         "lora": lora_dict(cfg),
         "max_length": cfg.data.max_length,
         # A randomly initialised base (model.pretrained=false) is a function of the seed.
         "seed": cfg.seed,
     }
+
+
+@contextmanager
+def shared_base_name(model: torch.nn.Module, name: str | None) -> Iterator[None]:
+    """While saving, let peft write ``name`` as ``base_model_name_or_path`` in adapter_config.json."""
+    configs = getattr(model, "peft_config", None) or {}
+    before = {key: config.base_model_name_or_path for key, config in configs.items()}
+    try:
+        if name is not None:
+            for config in configs.values():
+                config.base_model_name_or_path = name
+        yield
+    finally:
+        for key, value in before.items():
+            configs[key].base_model_name_or_path = value
 
 
 def head_module_of(key: str, head_modules: Sequence[str]) -> str | None:

@@ -83,12 +83,13 @@ def atomic_save_pretrained(
     model: Any,
     out_dir: str | Path,
     extra_json: dict[str, Any] | None = None,
+    extra_text: dict[str, str] | None = None,
 ) -> Path:
     """``model.save_pretrained`` into a temporary sibling directory, then swap it into place.
 
-    ``extra_json`` (file name -> content) is written into the directory before the swap, so the
-    directory never appears without it. A crash between the two renames of the swap leaves the
-    previous directory at ``.<name>.old``.
+    ``extra_json`` (file name -> content) and ``extra_text`` (file name -> text) are written into
+    the directory before the swap, so the directory never appears without them. A crash between
+    the two renames of the swap leaves the previous directory at ``.<name>.old``.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,9 @@ def atomic_save_pretrained(
         model.save_pretrained(tmp)
         for name, content in (extra_json or {}).items():
             atomic_write_json(tmp / name, content)
+        for name, text in (extra_text or {}).items():
+            with atomic_open(tmp / name, size=lambda text=text: len(text.encode())) as handle:
+                handle.write(text)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

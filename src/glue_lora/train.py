@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.adapters import RECORD, adapter_record
+from glue_lora.adapters import RECORD, adapter_record, shared_base_name
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
 from glue_lora.diskspace import run_bytes, warn_if_low
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters
+from glue_lora.model_card import CARD, adapter_card, shareable_base
 from glue_lora.models import (
     build_backbone,
     build_tokenizer,
@@ -218,7 +220,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["train"] = meter.summary(module.device)
 
     if trainer.is_global_zero:
-        save_adapter(module.model, out_dir / "adapter", cfg, spec)
+        save_adapter(module.model, out_dir / "adapter", cfg, spec, results)
         atomic_write_json(out_dir / "results.json", results)
         finish_loggers(loggers, results)
         print(
@@ -236,9 +238,35 @@ def _model_source(cfg: DictConfig) -> str:
     return resolve_source(OmegaConf.to_container(cfg.model, resolve=True))
 
 
-def save_adapter(model: torch.nn.Module, adapter_dir: Path, cfg: DictConfig, spec: TaskSpec) -> None:
+def save_adapter(
+    model: torch.nn.Module,
+    adapter_dir: Path,
+    cfg: DictConfig,
+    spec: TaskSpec,
+    results: dict[str, Any] | None = None,
+) -> None:
     """Save LoRA weights and head (PEFT layout), or the whole model for full fine-tuning.
 
-    ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model.
+    ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model (the
+    local source of its weights too); ``adapter_config.json`` names the base by its Hub id where
+    the weights were a packaged copy of it, so the directory loads on another machine. With
+    ``results``, a model card (README.md) is written beside them.
     """
-    atomic_save_pretrained(model, adapter_dir, extra_json={RECORD: redact(adapter_record(cfg, spec))})
+    record = redact(adapter_record(cfg, spec))
+    extra_text = {}
+    if results is not None:
+        plain = redact(OmegaConf.to_container(cfg, resolve=True))
+        extra_text[CARD] = adapter_card(plain, spec, results, _command())
+    with shared_base_name(model, shareable_base(record["model"])):
+        atomic_save_pretrained(model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text)
+
+
+def _command() -> str | None:
+    """The command line of this run, as Hydra recorded its overrides (None outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    # unresolved, as Hydra saves them: `key=${oc.env:NAME}` must not turn into the secret it names
+    overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+    return " ".join(["python train.py", *(shlex.quote(o) for o in overrides)])
