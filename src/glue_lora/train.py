@@ -150,9 +150,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.loggers import build_loggers, finish_loggers
     from glue_lora.module import GlueLoRAModule
     from glue_lora.regularizers import TrainingLoss
-    from glue_lora.resume import fit, prepare_resume, reliability_callbacks
+    from glue_lora.resume import finished_results, fit, prepare_resume, reliability_callbacks, run_config
 
     out_dir = Path(cfg.paths.output_dir)
+    if (done := finished_results(cfg, out_dir)) is not None:
+        return done
     resume_from = prepare_resume(cfg, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
     model = build_model(cfg, spec)
@@ -218,6 +220,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["history"] = history
     results["params"] = counts.as_dict()
     results["train"] = meter.summary(module.device)
+    # The run's resolved config (secrets masked): a sweep re-run with resume=true compares it.
+    results["config"] = run_config(cfg)
 
     if trainer.is_global_zero:
         save_adapter(module.model, out_dir / "adapter", cfg, spec, results)
