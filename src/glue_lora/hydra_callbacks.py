@@ -207,3 +207,28 @@ class SweepSummary(Callback):
             log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
         except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
             log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)
+
+
+class OneGpuPerJob(Callback):
+    """In a sweep on a machine with several GPUs, give each job process a GPU of its own.
+
+    With ``hydra/launcher=joblib hydra.launcher.n_jobs=<number of GPUs>`` that many jobs run at
+    once, one per GPU (see ``glue_lora.gpus``). Jobs that ask for several devices, or for the CPU,
+    are left alone; so is a machine with one GPU, and a SLURM job (SLURM already gives each job its
+    GPUs). ``hydra.callbacks.gpu_per_job.enabled=false`` turns it off.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if not self.enabled or config.hydra.mode != RunMode.MULTIRUN:
+            return
+        trainer = config.get("trainer") or {}
+        if trainer.get("devices", 1) != 1 or str(trainer.get("accelerator", "auto")) == "cpu":
+            return
+        from glue_lora.gpus import pin_job_to_gpu
+
+        pin_job_to_gpu(int(config.hydra.job.num))
