@@ -61,7 +61,6 @@ def test_overwritten_merged_model_is_named(tmp_path):
         load_model(merged)
 
 
-@pytest.mark.slow
 def test_eval_cli_on_a_damaged_adapter_exits_2_without_traceback(damaged_adapter, tmp_path):
     done = run_cli("eval.py", [f"adapter={damaged_adapter}", f"hydra.run.dir={tmp_path / 'eval'}"])
     assert done.returncode == 2, done.stderr[-2000:]
@@ -229,7 +228,9 @@ def test_max_length_is_refused_before_training(glue_fixtures, token_cache, tmp_p
 @pytest.fixture
 def online(monkeypatch):
     """No offline switch set, as on a fresh machine; the Hub address a closed local port."""
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    from glue_lora.hub import PROXY_VARIABLES
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", *PROXY_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
 
@@ -245,6 +246,14 @@ def test_unreachable_hub_fails_fast_without_calling_datasets(online, monkeypatch
     ):
         read_split_from_hub(get_task("rte"), "train")
     assert time.monotonic() - start < 5
+
+
+def test_behind_a_proxy_the_probe_leaves_the_answer_to_the_library(online, monkeypatch):
+    from glue_lora.hub import hub_reachable
+
+    assert not hub_reachable(timeout=1)  # the closed local port
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert hub_reachable(timeout=1)
 
 
 def test_reachable_or_offline_hub_is_left_to_datasets(online, monkeypatch):
@@ -268,12 +277,15 @@ def test_reachable_or_offline_hub_is_left_to_datasets(online, monkeypatch):
 
 
 def test_no_network_no_glue_dir_cli_message(tmp_path):
+    from glue_lora.hub import PROXY_VARIABLES
+
     env = {
         "HF_HUB_OFFLINE": "",
         "HF_DATASETS_OFFLINE": "",
         "HF_ENDPOINT": "http://127.0.0.1:9",
         "GLUE_DIR": "",
     }
+    env.update(dict.fromkeys(PROXY_VARIABLES, ""))
     done = run_cli(
         "train.py",
         ["model=tiny_roberta", "task=rte", "paths.glue_dir=null", f"hydra.run.dir={tmp_path / 'run'}"],
@@ -298,7 +310,6 @@ def test_model_that_cannot_be_loaded_names_the_model_and_the_fixes():
         build_config(model_cfg, 2, False)
 
 
-@pytest.mark.slow
 def test_model_weights_without_network_cli(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
     done = run_cli(
