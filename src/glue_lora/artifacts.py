@@ -84,19 +84,21 @@ def atomic_save_pretrained(
     out_dir: str | Path,
     extra_json: dict[str, Any] | None = None,
     extra_text: dict[str, str] | None = None,
+    save_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """``model.save_pretrained`` into a temporary sibling directory, then swap it into place.
 
     ``extra_json`` (file name -> content) and ``extra_text`` (file name -> text) are written into
     the directory before the swap, so the directory never appears without them. A crash between
-    the two renames of the swap leaves the previous directory at ``.<name>.old``.
+    the two renames of the swap leaves the previous directory at ``.<name>.old``. ``save_kwargs``
+    go to ``save_pretrained``.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, **(save_kwargs or {}))
         for name, content in (extra_json or {}).items():
             atomic_write_json(tmp / name, content)
         for name, text in (extra_text or {}).items():

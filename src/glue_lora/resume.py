@@ -161,9 +161,10 @@ def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     if changes:
         shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
         raise ConfigError(
-            f"{out_dir} holds a finished run of another config ({shown}); it is left untouched. In a "
-            "sweep, re-run exactly the same command (same overrides, same hydra.sweep.dir) with "
-            "resume=true, or give a new hydra.sweep.dir for a different sweep."
+            f"{out_dir} holds a finished run of another config ({shown}); it is left untouched. Resume "
+            "with the original settings (the run's .hydra/config.yaml and .hydra/overrides.yaml; in a "
+            "sweep, exactly the same command and hydra.sweep.dir), or start a new run in a new "
+            "directory (a new hydra.sweep.dir for a different sweep)."
         )
     print(f"already finished with this config: {results_path} (resume=true skips it)")
     return results

@@ -261,8 +261,13 @@ def save_adapter(
     if results is not None:
         plain = redact(OmegaConf.to_container(cfg, resolve=True))
         extra_text[CARD] = adapter_card(plain, spec, results, _command())
+    # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
+    # network call at every save once the base is named by its Hub id) has nothing to find.
+    save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
     with shared_base_name(model, shareable_base(record["model"])):
-        atomic_save_pretrained(model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text)
+        atomic_save_pretrained(
+            model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
+        )
 
 
 def _command() -> str | None:
