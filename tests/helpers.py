@@ -10,6 +10,7 @@ import lightning as L
 
 PAUSE_AT = "GLUE_LORA_TEST_PAUSE_AT"  # global step at which to pause
 PAUSE_FILE = "GLUE_LORA_TEST_PAUSE_FILE"  # written when paused
+PAUSE_JOB = "GLUE_LORA_TEST_PAUSE_JOB"  # in a sweep: pause only in this job number
 
 
 class PauseAtStep(L.Callback):
@@ -22,11 +23,20 @@ class PauseAtStep(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
         step = os.environ.get(PAUSE_AT)
-        if step is None or trainer.global_step != int(step):
+        if step is None or trainer.global_step != int(step) or not _is_paused_job():
             return
         Path(os.environ[PAUSE_FILE]).write_text(f"{trainer.global_step}\n")
         while not trainer.received_sigterm:
             time.sleep(0.02)
+
+
+def _is_paused_job() -> bool:
+    job = os.environ.get(PAUSE_JOB)
+    if job is None:
+        return True
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().job.num == int(job)
 
 
 class CrashAtStep(L.Callback):

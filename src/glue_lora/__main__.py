@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("glue_lora.merge", "merge a LoRA adapter into its base model (plain transformers model)"),
     "import-loralib": ("glue_lora.import_loralib", "convert a microsoft/LoRA checkpoint into an adapter"),
     "bench": ("glue_lora.bench", "training speed and memory vs transformers Trainer + PEFT"),
+    "push": ("glue_lora.push", "upload an adapter (or merged model) with its model card to the Hub"),
 }
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
+    from glue_lora.quiet import silence_known_warnings
+
+    silence_known_warnings()
     module_name, _ = COMMANDS[argv[0]]
     return int(importlib.import_module(module_name).main(argv[1:]) or 0)
 

@@ -11,13 +11,15 @@ Weights are read from safetensors only: a pickle is never unpickled here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 
 from glue_lora.config import lora_dict
 from glue_lora.errors import ConfigError, DataError
@@ -61,10 +63,16 @@ class AdapterInfo:
 
 def adapter_record(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
     """The content of ``glue_lora.json`` for a run of ``cfg`` on ``spec``."""
+    from glue_lora.models import resolve_source
+
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    pretrained = model_cfg.get("pretrained", True)
     return {
         "task": spec.name,
         "label_names": list(spec.label_names) if spec.label_names else None,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_cfg,
+        # Where this machine read the base weights (adapter_config.json names a Hub id instead).
+        "base_model_source": resolve_source(model_cfg) if pretrained else f"random:{model_cfg['name']}",
         "lora": lora_dict(cfg),
         "max_length": cfg.data.max_length,
         # A randomly initialised base (model.pretrained=false) is a function of the seed.
@@ -75,6 +83,21 @@ def adapter_record(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
             "padding": cfg.data.get("padding", "longest"),
         },
     }
+
+
+@contextmanager
+def shared_base_name(model: torch.nn.Module, name: str | None) -> Iterator[None]:
+    """While saving, let peft write ``name`` as ``base_model_name_or_path`` in adapter_config.json."""
+    configs = getattr(model, "peft_config", None) or {}
+    before = {key: config.base_model_name_or_path for key, config in configs.items()}
+    try:
+        if name is not None:
+            for config in configs.values():
+                config.base_model_name_or_path = name
+        yield
+    finally:
+        for key, value in before.items():
+            configs[key].base_model_name_or_path = value
 
 
 def head_module_of(key: str, head_modules: Sequence[str]) -> str | None:
@@ -149,7 +172,33 @@ def load_weights(adapter_dir: str | Path, filename: str = ADAPTER_WEIGHTS) -> di
             "again with train.py (or peft's save_pretrained with safe_serialization=True), or convert "
             "a loralib checkpoint with `glue-lora import-loralib`."
         )
-    return load_file(path)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise damaged_file_error(path, err) from None
+
+
+def damaged_file_error(path: Path, err: BaseException) -> DataError:
+    """The error for a weights file that exists but cannot be read (truncated, overwritten)."""
+    size = path.stat().st_size if path.is_file() else 0
+    return DataError(
+        f"{path} is damaged and cannot be read ({size:,} bytes; {str(err).strip() or type(err).__name__}). "
+        "It was probably truncated by a full disk or an interrupted copy, or overwritten. Copy the "
+        f"{path.parent.name}/ directory again from the machine that trained it, or re-train (or "
+        "re-merge) to write it anew."
+    )
+
+
+def check_safetensors(directory: Path) -> None:
+    """Read the header of every safetensors file in ``directory``; a damaged one raises ``DataError``."""
+    from safetensors import safe_open
+
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise damaged_file_error(path, err) from None
 
 
 def base_model_config(info: AdapterInfo, base: str | None = None) -> dict[str, Any]:
@@ -238,6 +287,7 @@ def load_model(
 
         if not any(info.path.glob("*.safetensors")):
             load_weights(info.path, MODEL_WEIGHTS)  # raises: the directory holds no safetensors
+        check_safetensors(info.path)
         model = AutoModelForSequenceClassification.from_pretrained(
             info.path, use_safetensors=True, dtype=torch.float32
         )

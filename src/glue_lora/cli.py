@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from glue_lora.errors import GlueLoraError
+from glue_lora.quiet import silence_known_warnings
 
 
 def route_library_logs_through_hydra() -> None:
@@ -31,6 +32,7 @@ def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     from hydra.types import RunMode
 
     route_library_logs_through_hydra()
+    silence_known_warnings()
     try:
         return fn(cfg)
     except GlueLoraError as err:

@@ -7,6 +7,7 @@ task's label set) so that a bad file stops the run before training with the file
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import itertools
@@ -62,12 +63,58 @@ def _parse_label(spec: TaskSpec, raw: str, where: str) -> int | float:
         ) from None
 
 
+class Utf8Lines:
+    """The lines of a binary file decoded as UTF-8 (a leading BOM dropped), for ``csv.reader``.
+
+    A line with bytes that are not UTF-8 is decoded with ``surrogateescape`` instead of failing
+    mid-file; ``bad`` then holds the physical line number and file byte offset of the first such
+    byte since the last ``reset()``, so the reader can name it or skip the row.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.line_number = 0
+        self.offset = 0
+        self.bad: tuple[int, int, int] | None = None  # (line, byte offset, byte value)
+
+    def __iter__(self) -> Utf8Lines:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.handle.readline()
+        if not raw:
+            raise StopIteration
+        start, self.offset = self.offset, self.offset + len(raw)
+        self.line_number += 1
+        if self.line_number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw, start = raw[len(codecs.BOM_UTF8) :], start + len(codecs.BOM_UTF8)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if self.bad is None:
+                self.bad = (self.line_number, start + err.start, raw[err.start])
+            return raw.decode("utf-8", errors="surrogateescape")
+
+    def reset(self) -> None:
+        self.bad = None
+
+
 def _open_rows(spec: TaskSpec, path: Path):
-    handle = path.open(encoding="utf-8-sig", newline="")
+    handle = path.open("rb")
+    lines = Utf8Lines(handle)
     if spec.file_format == "csv":
-        return handle, csv.reader(handle)
+        return handle, lines, csv.reader(lines)
     # GLUE TSVs contain stray quote characters that are part of the text: quoting must be off.
-    return handle, csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+    return handle, lines, csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
+def _not_utf8(path: Path, bad: tuple[int, int, int]) -> DataError:
+    line, offset, byte = bad
+    return DataError(
+        f"{path}, line {line}: byte 0x{byte:02x} at byte offset {offset} is not UTF-8. Re-save the file "
+        "as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or set data.skip_malformed_rows=true to skip "
+        "such rows (each skip is counted in the log)."
+    )
 
 
 _DATA_DIR_HINT = (
@@ -88,7 +135,7 @@ def read_split_file(
         raise DataError(f"Missing data file {path} for task {spec.name}. {_DATA_DIR_HINT}")
     if header is None:
         header = spec.headerless_columns is None
-    handle, reader = _open_rows(spec, path)
+    handle, lines, reader = _open_rows(spec, path)
     with handle:
         if not header:
             columns = list(spec.headerless_columns)
@@ -98,6 +145,8 @@ def read_split_file(
                 columns = [c.strip() for c in next(reader)]
             except StopIteration:
                 columns = []
+            if lines.bad is not None:
+                raise _not_utf8(path, lines.bad)
             first_line = 2
         missing = [c for c in spec.text_columns if c not in columns]
         if missing:
@@ -111,8 +160,15 @@ def read_split_file(
         rows: Rows = {"texts": [], "label": [], "idx": []}
         skipped = 0
         for line_number, fields in enumerate(reader, start=first_line):
+            bad = lines.bad
+            lines.reset()
             if not fields:
                 continue
+            if bad is not None:
+                if skip_malformed:
+                    skipped += 1
+                    continue
+                raise _not_utf8(path, bad)
             where = f"{path}, line {line_number}"
             if len(fields) != len(columns):
                 if skip_malformed:
@@ -129,7 +185,7 @@ def read_split_file(
             row_id = fields[index_position] if index_position is not None else len(rows["idx"])
             rows["idx"].append(int(row_id) if str(row_id).isdigit() else len(rows["idx"]))
     if skipped:
-        log.warning("Skipped %d malformed row(s) of %s", skipped, path)
+        log.warning("Skipped %d malformed row(s) (wrong field count, or not UTF-8) of %s", skipped, path)
     if not rows["texts"]:
         raise DataError(f"{path} holds no rows. Replace it with the task's {path.name} from the GLUE data.")
     return rows
@@ -139,15 +195,22 @@ def read_split_from_hub(spec: TaskSpec, split: str) -> Rows:
     """Read one split of ``spec`` from the Hugging Face Hub (``nyu-mll/glue`` or AG News)."""
     import datasets
 
+    from glue_lora.hub import hub_address, hub_reachable, offline_mode
+
+    def not_loaded(reason: object) -> DataError:
+        return DataError(
+            f"Could not load {spec.hub_path} ({spec.hub_name or spec.name}, split "
+            f"{spec.hub_splits[split]}) from the Hugging Face Hub: {reason}. Without network access, "
+            "point GLUE_DIR or paths.glue_dir at a local GLUE directory (download_glue_data.py "
+            "layout), or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache."
+        )
+
+    if not offline_mode() and not hub_reachable():
+        raise not_loaded(f"{hub_address()[0]} cannot be reached (no network?)")
     try:
         dataset = datasets.load_dataset(spec.hub_path, spec.hub_name, split=spec.hub_splits[split])
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
-        raise DataError(
-            f"Could not load {spec.hub_path} ({spec.hub_name or spec.name}, split "
-            f"{spec.hub_splits[split]}) from the Hugging Face Hub: {err}. Without network access, "
-            "point GLUE_DIR or paths.glue_dir at a local GLUE directory (download_glue_data.py "
-            "layout)."
-        ) from err
+        raise not_loaded(err) from err
     text_columns = spec.hub_text_columns or spec.text_columns
     texts = list(zip(*(dataset[c] for c in text_columns), strict=True))
     labels = [None if lab is None or lab == -1 else lab for lab in dataset["label"]]

@@ -19,3 +19,7 @@ class CheckpointError(GlueLoraError):
 
 class TrainingError(GlueLoraError):
     """Training went wrong in a way the user must fix (e.g. the loss stopped being finite)."""
+
+
+class DiskFullError(GlueLoraError, OSError):
+    """A file could not be written because its file system is full (or over quota)."""

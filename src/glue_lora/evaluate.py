@@ -19,6 +19,7 @@ from glue_lora.adapters import AdapterInfo, load_model, read_adapter
 from glue_lora.artifacts import atomic_open, atomic_write_json
 from glue_lora.errors import ConfigError
 from glue_lora.metrics import build_metrics, predictions_from_logits
+from glue_lora.models import check_max_length
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.tasks import TaskSpec, get_task
 
@@ -160,6 +161,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"Task {spec.name} has no test split to predict; use split=dev.")
     out_dir = Path(cfg.paths.output_dir)
     model, tokenizer, info = load_model(info)
+    check_max_length(model, cfg.data.get("max_length") or info.max_length, info.model.get("name"))
     settings = evaluation_settings(cfg, info)
     datamodule = _datamodule(cfg, spec, info, tokenizer, settings)
     module = GlueLoRAModule(model, spec, optimizer=None, schedule={})

@@ -53,9 +53,48 @@ def run_dir_of_checkpoint(ckpt_path: str) -> Path | None:
     )
 
 
-def _user_set_run_dir(config: DictConfig) -> bool:
+def _user_set(config: DictConfig, key: str) -> bool:
     overrides = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
-    return any(str(o).lstrip("+").startswith("hydra.run.dir=") for o in overrides)
+    return any(str(o).lstrip("+").startswith(f"{key}=") for o in overrides)
+
+
+def _user_set_run_dir(config: DictConfig) -> bool:
+    return _user_set(config, "hydra.run.dir")
+
+
+def _sweep_overrides(overrides: Any) -> set[str]:
+    return {str(o) for o in overrides or [] if not str(o).lstrip("+").startswith(("resume=", "ckpt_path="))}
+
+
+def _resume_sweep_hint(config: DictConfig) -> str:
+    """What to run to resume a sweep: the latest earlier sweep of the same overrides, where there is one.
+
+    Jobs live in ``<sweep dir>/<job number>``; the default sweep dir has the start time in its name,
+    so a re-run only finds the killed sweep's jobs when it is given that directory.
+    """
+    import yaml
+
+    wanted = _sweep_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    root = Path(str(config.hydra.sweep.dir)).parent.parent
+    candidates = []
+    for saved in [*root.glob("*/*/multirun.yaml"), *root.glob("*/multirun.yaml")]:
+        try:
+            task = (yaml.safe_load(saved.read_text()) or {})["hydra"]["overrides"]["task"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            continue
+        if _sweep_overrides(task) == wanted:
+            candidates.append(saved.parent)
+    found = max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+    hint = (
+        f"The latest sweep with these overrides is {found}: add hydra.sweep.dir={found}."
+        if found
+        else f"No earlier sweep with these overrides was found under {root}; add hydra.sweep.dir=<its dir>."
+    )
+    return (
+        "resume=true in a sweep (-m) continues an earlier sweep in its own directory, which the command "
+        f"must name (the default directory is new for every sweep). {hint} Finished jobs are then skipped, "
+        "killed ones resume from their last checkpoint, and the rest run."
+    )
 
 
 class ProtectRunDir(Callback):
@@ -70,6 +109,8 @@ class ProtectRunDir(Callback):
     @_exit_on_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_secret_overrides(config)
+        if config.get("resume") and not _user_set(config, "hydra.sweep.dir"):
+            raise RunDirError(_resume_sweep_hint(config))
 
     @_exit_on_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -166,3 +207,28 @@ class SweepSummary(Callback):
             log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
         except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
             log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)
+
+
+class OneGpuPerJob(Callback):
+    """In a sweep on a machine with several GPUs, give each job process a GPU of its own.
+
+    With ``hydra/launcher=joblib hydra.launcher.n_jobs=<number of GPUs>`` that many jobs run at
+    once, one per GPU (see ``glue_lora.gpus``). Jobs that ask for several devices, or for the CPU,
+    are left alone; so is a machine with one GPU, and a SLURM job (SLURM already gives each job its
+    GPUs). ``hydra.callbacks.gpu_per_job.enabled=false`` turns it off.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if not self.enabled or config.hydra.mode != RunMode.MULTIRUN:
+            return
+        trainer = config.get("trainer") or {}
+        if trainer.get("devices", 1) != 1 or str(trainer.get("accelerator", "auto")) == "cpu":
+            return
+        from glue_lora.gpus import pin_job_to_gpu
+
+        pin_job_to_gpu(int(config.hydra.job.num))

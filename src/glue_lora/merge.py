@@ -21,6 +21,7 @@ import torch
 from glue_lora.adapters import RECORD, AdapterInfo, load_model
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.errors import ConfigError, GlueLoraError
+from glue_lora.model_card import CARD, hub_base, merged_card
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,19 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     model, tokenizer, info = load_model(adapter, base=base)
     merged = merge(model, info)
     record = {**json.loads((info.path / RECORD).read_text()), "lora": None, "merged_from": str(info.path)}
+    card = info.path / CARD
+    card_text = merged_card(
+        card.read_text(encoding="utf-8") if card.is_file() else None,
+        info.task,
+        hub_base(info.model),
+        info.path,
+    )
 
     def write(path: str | Path) -> None:
         merged.save_pretrained(path)  # safetensors
         tokenizer.save_pretrained(path)
         atomic_write_json(Path(path) / RECORD, record)
+        (Path(path) / CARD).write_text(card_text, encoding="utf-8")
 
     # Written into a temporary directory and renamed: a crash leaves no half model.
     atomic_save_pretrained(SimpleNamespace(save_pretrained=write), out_dir)

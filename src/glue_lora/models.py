@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,23 @@ def resolve_source(model_cfg: Mapping[str, Any]) -> str:
     return str(model_cfg["hub_id"])
 
 
+@contextmanager
+def loading(model_cfg: Mapping[str, Any], source: str, what: str = "model") -> Iterator[None]:
+    """Turn transformers' OSError (no network, no such repo, missing files) into a ``ConfigError``."""
+    try:
+        yield
+    except OSError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        name = model_cfg.get("name") or source
+        raise ConfigError(
+            f"Could not load the {what} of model={name} from {source} ({first}). Without network "
+            f"access: download it once and give model.name_or_path=<local dir> (a directory with "
+            "config.json and the weights), or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face "
+            f"cache; or set model.pretrained=false for random weights of the same shape (tests, "
+            "speed measurements)."
+        ) from None
+
+
 def build_config(model_cfg: Mapping[str, Any], num_labels: int, regression: bool) -> Any:
     """The transformers config: the pretrained one, or one built from ``architecture`` facts."""
     from transformers import AutoConfig
@@ -53,7 +71,9 @@ def build_config(model_cfg: Mapping[str, Any], num_labels: int, regression: bool
     if model_cfg.get("cls_dropout") is not None:
         head_kwargs.update(_cls_dropout_kwargs(model_cfg))
     if model_cfg.get("pretrained", True):
-        return AutoConfig.from_pretrained(resolve_source(model_cfg), **head_kwargs)
+        source = resolve_source(model_cfg)
+        with loading(model_cfg, source, "config"):
+            return AutoConfig.from_pretrained(source, **head_kwargs)
     architecture = dict(model_cfg.get("architecture") or {})
     if "model_type" not in architecture:
         raise ConfigError(
@@ -78,7 +98,8 @@ def build_tokenizer(model_cfg: Mapping[str, Any], config: Any) -> Any:
 
     source = model_cfg.get("tokenizer") or resolve_source(model_cfg)
     # Passing the model config lets a bare vocab/merges directory resolve to the right class.
-    tokenizer = AutoTokenizer.from_pretrained(str(source), config=config)
+    with loading(model_cfg, str(source), "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(str(source), config=config)
     if getattr(config, "type_vocab_size", 2) < 2 and "token_type_ids" in tokenizer.model_input_names:
         # A model with one (or no) token type must not be fed segment ids it has no embedding for.
         tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
@@ -110,14 +131,18 @@ def build_backbone(
         log.info("Loading pretrained weights from %s", source)
         if quantization is not None:
             kwargs.update(quantization_config=quantization, device_map={"": torch.cuda.current_device()})
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, dtype=torch.float32, **kwargs
-        )
+        with loading(model_cfg, source, "weights"):
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, config=config, dtype=torch.float32, **kwargs
+            )
     if dtype is not None and quantization is None:
         model.to(dtype)
     if model_cfg.get("gradient_checkpointing"):
         # Non-reentrant checkpointing needs no input that requires grad, so frozen embeddings are fine.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the old name warns)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model_cfg.get("last_layer_cls_only"):
         last_layer_cls_only(model)
     if model_cfg.get("fast_dropout"):
@@ -235,4 +260,30 @@ def check_vocabulary(model: Any, tokenizer: Any) -> None:
             f"The tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
             f"{embeddings}: they belong to different models. Set model.tokenizer to the "
             "tokenizer of the model's checkpoint (or leave it null to use the checkpoint's own)."
+        )
+
+
+def max_positions(model: torch.nn.Module) -> int | None:
+    """The longest input the model's absolute position embeddings allow; None if it has none.
+
+    RoBERTa numbers positions from ``padding_idx + 1`` (its position table has a padding row), so
+    roberta-base's 514 positions hold 512 tokens. DeBERTa-v2 with relative positions only
+    (``position_biased_input=false``) has no such table and no limit.
+    """
+    for module in model.modules():
+        table = getattr(module, "position_embeddings", None)
+        if isinstance(table, torch.nn.Embedding):
+            offset = table.padding_idx + 1 if table.padding_idx is not None else 0
+            return table.num_embeddings - offset
+    return None
+
+
+def check_max_length(model: torch.nn.Module, max_length: int, model_name: str | None = None) -> None:
+    """Refuse a ``data.max_length`` beyond the model's positions (it would fail at the first long example)."""
+    limit = max_positions(model)
+    if limit is not None and max_length > limit:
+        raise ConfigError(
+            f"data.max_length={max_length} exceeds what model={model_name or type(model).__name__} can "
+            f"read: its position embeddings hold {limit} tokens. Set data.max_length={limit} or less "
+            "(longer examples are truncated to it)."
         )

@@ -114,6 +114,62 @@ def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, path: Path) -> 
         )
 
 
+RESULTS = "results.json"
+RUN_MARKERS = (RESULTS, "checkpoints", "adapter")
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """With ``resume=true``, the results of a run that already finished in ``out_dir`` with this config.
+
+    A re-run sweep with ``resume=true`` thus skips its finished jobs (their results.json stays as it
+    is), resumes its killed ones from ``last.ckpt`` and runs the rest. A finished run of another
+    config is refused, naming what differs. Without ``resume``, a sweep job whose directory already
+    holds a run is refused (a single run is refused earlier, by ``ProtectRunDir``).
+    """
+    results_path = out_dir / RESULTS
+    if not cfg.get("resume"):
+        taken = [m for m in RUN_MARKERS if (out_dir / m).exists()]
+        if taken and _in_multirun():
+            raise ConfigError(
+                f"The job directory {out_dir} already holds a run ({', '.join(taken)}); it is left "
+                "untouched. To continue that sweep, re-run the same command with resume=true (finished "
+                "jobs are skipped, killed ones resume from their last checkpoint); for a new sweep, give "
+                "another hydra.sweep.dir (or leave it at its default, which is new for every sweep)."
+            )
+        return None
+    if not results_path.is_file():
+        return None
+    import json
+
+    results = json.loads(results_path.read_text())
+    recorded = results.get("config")
+    if recorded is None and (out_dir / "checkpoints" / LAST).is_file():  # results.json of an older version
+        recorded = (load_checkpoint(out_dir / "checkpoints" / LAST).get(CHECKPOINT_KEY) or {}).get("config")
+    if recorded is None:
+        raise ConfigError(
+            f"{results_path} records no config, so resume=true cannot tell whether it is this run. Move "
+            "that directory away to train again, or leave resume out."
+        )
+    changes = config_changes(recorded, run_config(cfg))
+    if changes:
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise ConfigError(
+            f"{out_dir} holds a finished run of another config ({shown}); it is left untouched. Resume "
+            "with the original settings (the run's .hydra/config.yaml and .hydra/overrides.yaml; in a "
+            "sweep, exactly the same command and hydra.sweep.dir), or start a new run in a new "
+            "directory (a new hydra.sweep.dir for a different sweep)."
+        )
+    print(f"already finished with this config: {results_path} (resume=true skips it)")
+    return results
+
+
 @dataclass(frozen=True)
 class ResumePoint:
     path: Path

@@ -33,7 +33,18 @@ SUMMARY_MD = "summary.md"
 STATS = ("median", "mean", "std", "min", "max")
 # Overrides that do not tell configurations apart: the seed varies inside one; task, model and the
 # LoRA setting have their own columns; the rest only moves files or changes what is printed.
-NOT_CONFIGURATION = ("seed", "task", "model", "lora", "lora.r", "lora.alpha", "experiment", "logger")
+NOT_CONFIGURATION = (
+    "seed",
+    "task",
+    "model",
+    "lora",
+    "lora.r",
+    "lora.alpha",
+    "experiment",
+    "logger",
+    "resume",  # a resumed sweep's jobs differ from its first attempt's only in this
+    "ckpt_path",
+)
 NOT_CONFIGURATION_PREFIXES = ("paths.", "hydra.", "logger.", "data.cache_dir", "trainer.enable_")
 # Folders inside a run directory that never hold another run.
 SKIP_DIRS = {"checkpoints", "adapter", "csv", "wandb", "tensorboard", ".hydra", ".submitit", "__pycache__"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,22 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.adapters import RECORD, adapter_record
+from glue_lora.adapters import RECORD, adapter_record, shared_base_name
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
+from glue_lora.diskspace import run_bytes, warn_if_low
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters, init_lora_a
-from glue_lora.models import build_backbone, build_tokenizer, check_vocabulary, maybe_compile
+from glue_lora.model_card import CARD, adapter_card, shareable_base
+from glue_lora.models import (
+    build_backbone,
+    build_tokenizer,
+    check_max_length,
+    check_vocabulary,
+    maybe_compile,
+)
 from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
 from glue_lora.recipes import describe_recipe
@@ -75,6 +84,7 @@ def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
         cfg.model.pretrained = False
     with torch.device("meta"):
         model = build_model(cfg, spec, device="meta")
+    check_max_length(model, cfg.data.max_length, cfg.model.name)
     counts = count_parameters(model, cfg.model.trained_in_full)
     report_parameters(cfg, counts, model)
     return {"params": counts.as_dict()}
@@ -141,17 +151,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.loggers import build_loggers, finish_loggers
     from glue_lora.module import GlueLoRAModule
     from glue_lora.regularizers import TrainingLoss
-    from glue_lora.resume import fit, prepare_resume, reliability_callbacks
+    from glue_lora.resume import finished_results, fit, prepare_resume, reliability_callbacks, run_config
 
     out_dir = Path(cfg.paths.output_dir)
+    if (done := finished_results(cfg, out_dir)) is not None:
+        return done
     resume_from = prepare_resume(cfg, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
     model = build_model(cfg, spec)
+    check_max_length(model, cfg.data.max_length, cfg.model.name)
     load_init_adapter(model, init, spec, cfg.model.trained_in_full)
     tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, cfg.model.trained_in_full)
     report_parameters(cfg, counts, model)
+    warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=lora_dict(cfg) is None))
 
     datamodule = build_datamodule(cfg, spec, tokenizer)
     # Read and check every file before the first step, so bad data never costs training time.
@@ -208,9 +222,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["history"] = history
     results["params"] = counts.as_dict()
     results["train"] = meter.summary(module.device)
+    # The run's resolved config (secrets masked): a sweep re-run with resume=true compares it.
+    results["config"] = run_config(cfg)
 
     if trainer.is_global_zero:
-        save_adapter(module.model, out_dir / "adapter", cfg, spec)
+        save_adapter(module.model, out_dir / "adapter", cfg, spec, results)
         atomic_write_json(out_dir / "results.json", results)
         finish_loggers(loggers, results)
         print(
@@ -228,9 +244,40 @@ def _model_source(cfg: DictConfig) -> str:
     return resolve_source(OmegaConf.to_container(cfg.model, resolve=True))
 
 
-def save_adapter(model: torch.nn.Module, adapter_dir: Path, cfg: DictConfig, spec: TaskSpec) -> None:
+def save_adapter(
+    model: torch.nn.Module,
+    adapter_dir: Path,
+    cfg: DictConfig,
+    spec: TaskSpec,
+    results: dict[str, Any] | None = None,
+) -> None:
     """Save LoRA weights and head (PEFT layout), or the whole model for full fine-tuning.
 
-    ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model.
+    ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model (the
+    local source of its weights too); ``adapter_config.json`` names the base by its Hub id where
+    the weights were a packaged copy of it, so the directory loads on another machine. With
+    ``results``, a model card (README.md) is written beside them.
     """
-    atomic_save_pretrained(model, adapter_dir, extra_json={RECORD: redact(adapter_record(cfg, spec))})
+    record = redact(adapter_record(cfg, spec))
+    extra_text = {}
+    if results is not None:
+        plain = redact(OmegaConf.to_container(cfg, resolve=True))
+        extra_text[CARD] = adapter_card(plain, spec, results, _command())
+    # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
+    # network call at every save once the base is named by its Hub id) has nothing to find.
+    save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
+    with shared_base_name(model, shareable_base(record["model"])):
+        atomic_save_pretrained(
+            model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
+        )
+
+
+def _command() -> str | None:
+    """The command line of this run, as Hydra recorded its overrides (None outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    # unresolved, as Hydra saves them: `key=${oc.env:NAME}` must not turn into the secret it names
+    overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+    return " ".join(["python train.py", *(shlex.quote(o) for o in overrides)])
