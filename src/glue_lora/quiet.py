@@ -20,7 +20,7 @@ KNOWN_WARNINGS: tuple[tuple[str, str], ...] = (
         "Lightning's pytree helper on a newer torch",
     ),
     (
-        r"You are using a custom batch sampler `LengthGroupedBatchSampler` for prediction",
+        r"You are using a custom batch sampler `EpochBatchSampler` for prediction",
         "our length-grouped sampler returns every row at prediction (tested); Lightning cannot tell",
     ),
 )
