@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: install train test test-slow bench lint format clean
+.PHONY: install train test test-slow bench gpu-carry lint format clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test:
 # Ours vs transformers Trainer + PEFT (MiniLM, SST-2, CPU or GPU); see README "Performance".
 bench:
 	$(BIN)/python -m glue_lora.bench --out bench.json $(ARGS)
+
+# .carry/ for the GPU machine and the device command for bench/gpu.sh; see README "On a GPU".
+gpu-carry:
+	bash bench/gpu_carry.sh
 
 test-slow:
 	$(BIN)/python -m pytest -m slow $(ARGS)

@@ -12,6 +12,7 @@ import pytest
 
 from glue_lora.bench import FIGURES, format_table, main, parse_args
 from glue_lora.bench_common import TRAIN_SETTINGS, Job
+from glue_lora.bench_flops import add_mfu, flops_report, matmul_weights
 from tests.conftest import CONF
 
 TINY_BENCH = ["model=tiny_roberta", "trainer.enable_progress_bar=false"]
@@ -113,3 +114,15 @@ def test_table_formats_a_report():
     }
     table = format_table(report)
     assert "1.25x" in table and "samples/s" in table
+
+
+def test_mfu_counts_matmul_weights():
+    # roberta-base: 12 layers x (4 x 768^2 + 2 x 768 x 3072), then the head's dense and out_proj
+    # (RoBERTa's classifier has no pooler); embeddings are lookups, not matrix multiplies.
+    arch = {"model_type": "roberta", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}
+    arch |= {"intermediate_size": 3072, "vocab_size": 50265, "max_position_embeddings": 514}
+    n = matmul_weights({"pretrained": False, "architecture": arch}, 2)
+    assert n == 12 * (4 * 768**2 + 2 * 768 * 3072) + 768**2 + 768 * 2
+    runs = [{"real_tokens_per_s": 1000.0}, {"samples_per_s": 1.0}]
+    add_mfu(runs, flops_report(n, 989e12))
+    assert runs[0]["mfu"] == pytest.approx(4 * n * 1000 / 989e12) and "mfu" not in runs[1]

@@ -77,3 +77,14 @@ def test_tokenized_split_rows_and_columns():
     assert split.lengths == [3, 1]
     assert split[0]["input_ids"].tolist() == [1, 2, 3] and int(split[1]["idx"]) == 8
     assert split.columns == {"input_ids": [[1, 2, 3], [4]], "labels": [0, 1], "idx": [7, 8]}
+
+
+def test_pad_to_multiple_of_reaches_the_training_collator():
+    """data.pad_to_multiple_of rounds each batch's length up (few shapes for torch.compile)."""
+    from glue_lora.train import build_datamodule
+    from tests.conftest import compose_train
+
+    cfg = compose_train(["model=tiny_roberta", "data.pad_to_multiple_of=16"])
+    collate = build_datamodule(cfg, get_task("sst2"), minilm_tokenizer())._collate()
+    batch = collate([{"input_ids": [101, 5, 6, 102]}, {"input_ids": [101, 102]}])
+    assert batch["input_ids"].shape == (2, 16) and batch["attention_mask"].sum() == 6

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from glue_lora.bench_common import TRAIN_SETTINGS, Job, resolve_device
+from glue_lora.bench_flops import H100_BF16_PEAK_FLOPS, add_mfu
 
 # (key, label, how to print) of the figures compared in the table, in order.
 FIGURES = (
@@ -42,6 +43,7 @@ FIGURES = (
     ("samples_per_cpu_s", "samples/CPU-second", "{:.1f}"),
     ("padding_share", "padding share", "{:.1%}"),
     ("peak_memory_mb", "peak memory MB", "{:.0f}"),
+    ("mfu", "MFU", "{:.1%}"),
     ("optimizer_state_mb", "optimizer state MB", "{:.2f}"),
     ("checkpoint_mb", "checkpoint MB", "{:.2f}"),
     ("adapter_mb", "adapter MB", "{:.2f}"),
@@ -107,6 +109,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         metavar="TARGET",
         help="train ours and peer_best until the dev score reaches TARGET; compare the time",
+    )
+    parser.add_argument(
+        "--peak-flops",
+        type=float,
+        default=H100_BF16_PEAK_FLOPS,
+        help="the device's peak dense FLOP/s for MFU (default 989e12: H100/H200 bf16)",
     )
     parser.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations (TTA)")
     parser.add_argument(
@@ -272,6 +280,7 @@ def memory_report(job: Job) -> dict[str, Any]:
             with open_dict(cfg):
                 cfg.model.pretrained = cfg.model.get("architecture") is None
                 cfg.model.compile = False
+                cfg.model.quantize = "none"  # a 4-bit model cannot be built on the meta device
                 if variant == "full":
                     cfg.lora = None
             with torch.device("meta"):
@@ -279,6 +288,19 @@ def memory_report(job: Job) -> dict[str, Any]:
         entry["frozen_weights_mb_bf16"] = entry["lora"]["frozen_params"] * 2 / 2**20
         report[str(cfg.model.name)] = entry
     return report
+
+
+def model_flops(job: Job, peak_flops: float) -> dict[str, Any]:
+    """Model FLOPs per real token of the bench's model (see bench_flops), on the meta device."""
+    from omegaconf import OmegaConf
+
+    from glue_lora.bench_common import compose_config
+    from glue_lora.bench_flops import flops_report, matmul_weights
+    from glue_lora.tasks import get_task
+
+    cfg = compose_config(job, "cpu")
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    return flops_report(matmul_weights(model_cfg, get_task(cfg.task.name).num_labels), peak_flops)
 
 
 def _fmt(fmt: str, value: float | None) -> str:
@@ -316,6 +338,8 @@ def format_table(report: dict[str, Any]) -> str:
             notes.append(f"peer_best / ours training seconds to target: {report['speedup']:.2f}x")
     else:
         notes.append(f"peak memory: {PEAK_MEMORY_NOTE}")
+        if report.get("flops"):
+            notes.append(f"{report['flops']['formula']}; peak {report['flops']['peak_flops']:.3g} FLOP/s")
     for model, entry in report.get("memory", {}).items():
         notes.append(
             f"{model}: AdamW state {entry['lora']['optimizer_state_mb']:.1f} MB with LoRA vs "
@@ -372,12 +396,14 @@ def main(argv: list[str] | None = None) -> int:
             runs[setting].append(launch(job(setting, repeat)))
 
     keys = [k for k, _, _ in (TTA_FIGURES if tta else FIGURES)]
+    flops = None if tta else model_flops(job("ours", 0), args.peak_flops)
     settings: dict[str, Any] = {}
     for name, results in runs.items():
         if tta:
             rows = [r["reached"] for r in results if r.get("reached")]
             settings[name] = {"runs": results, "summary": aggregate(rows, keys)}
         else:
+            add_mfu(results, flops)
             settings[name] = {"runs": results, "summary": aggregate(results, keys)}
     first = next(iter(runs.values()))[0]
     report: dict[str, Any] = {
@@ -402,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             report["speedup"] = peer["median"] / ours["median"]
     else:
         report["ratios"] = ratios(settings, keys)
+        report["flops"] = flops
     report["memory"] = memory_report(job("ours", 0))
     if not args.no_inference and not tta:
         print("[bench] inference: base vs unmerged vs merged LoRA", flush=True)

@@ -68,6 +68,7 @@ CLOSED_GROUPS: dict[str, dict[str, Any]] = {
         "global_batch_size": (INT, OPT),
         "sampler": STR,
         "padding": STR,
+        "pad_to_multiple_of": (INT, OPT),
     },
     "schedule": {"name": STR, "warmup_ratio": (FLOAT, OPT), "warmup_steps": (INT, OPT)},
     "checkpoint": {"every_n_train_steps": (INT, OPT)},

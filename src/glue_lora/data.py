@@ -402,6 +402,7 @@ class GlueDataModule(L.LightningDataModule):
         skip_malformed_rows: bool = False,
         sampler: str = "length_grouped",
         padding: str = "longest",
+        pad_to_multiple_of: int | None = None,
     ) -> None:
         super().__init__()
         check_batching(sampler, padding)
@@ -420,6 +421,7 @@ class GlueDataModule(L.LightningDataModule):
         self.skip_malformed_rows = skip_malformed_rows
         self.group_by_length = sampler == "length_grouped"
         self.pad_to_max_length = padding == "max_length"
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.splits: dict[str, TokenizedSplit] = {}
 
     def read(self, split: str) -> Rows:
@@ -468,7 +470,9 @@ class GlueDataModule(L.LightningDataModule):
 
     def _collate(self) -> PadCollator:
         width = self.max_length if self.pad_to_max_length else None
-        return PadCollator.from_tokenizer(self.tokenizer, pad_to_length=width)
+        return PadCollator.from_tokenizer(
+            self.tokenizer, pad_to_multiple_of=self.pad_to_multiple_of, pad_to_length=width
+        )
 
     def _loader(self, split: TokenizedSplit, batch_size: int, shuffle: bool) -> DataLoader:
         trainer = getattr(self, "trainer", None)

@@ -121,6 +121,7 @@ def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> Any:
         skip_malformed_rows=cfg.data.skip_malformed_rows,
         sampler=cfg.data.get("sampler", "length_grouped"),
         padding=cfg.data.get("padding", "longest"),
+        pad_to_multiple_of=cfg.data.get("pad_to_multiple_of"),
     )
 
 
