@@ -276,6 +276,17 @@ def test_reachable_or_offline_hub_is_left_to_datasets(online, monkeypatch):
     assert len(calls) == 2
 
 
+def test_a_run_without_network_fails_before_building_the_model(online, monkeypatch, tmp_path):
+    from glue_lora import train as train_module
+
+    monkeypatch.setattr(train_module, "build_model", lambda *a, **k: pytest.fail("the model was built"))
+    cfg = compose_train(["model=tiny_roberta", "task=rte", "paths.glue_dir=null"], tmp_path / "run")
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"Could not load nyu-mll/glue .*cannot be reached"):
+        train_module.run(cfg)
+    assert time.monotonic() - start < 5
+
+
 def test_no_network_no_glue_dir_cli_message(tmp_path):
     from glue_lora.hub import PROXY_VARIABLES
 

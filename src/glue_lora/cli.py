@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,16 +12,6 @@ from glue_lora.errors import GlueLoraError
 from glue_lora.quiet import silence_known_warnings
 
 
-def route_library_logs_through_hydra() -> None:
-    """Lightning adds its own console handlers at import; beside Hydra's every line showed twice."""
-    import lightning  # noqa: F401  (its import installs the handlers removed here)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-
-
 def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Call ``fn(cfg)``; a fixable error in a single run is printed as one paragraph, exit code 2.
 
@@ -31,7 +20,6 @@ def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    route_library_logs_through_hydra()
     silence_known_warnings()
     try:
         return fn(cfg)

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from glue_lora.collate import PadCollator
+from glue_lora.data_source import DATA_DIR_HINT, check_data_source, not_loaded_from_hub
 from glue_lora.errors import DataError
 from glue_lora.sampler import EpochBatchSampler, check_batching
 from glue_lora.tasks import TaskSpec
@@ -117,13 +118,6 @@ def _not_utf8(path: Path, bad: tuple[int, int, int]) -> DataError:
     )
 
 
-_DATA_DIR_HINT = (
-    "Point GLUE_DIR (or paths.glue_dir=) at a GLUE directory in the download_glue_data.py layout "
-    "(<glue_dir>/<TASK>/train.tsv, dev.tsv, test.tsv), or AG_NEWS_DIR (paths.ag_news_dir=) at a "
-    "directory with AG News train.csv and test.csv; set the path to null to load the task from the Hub."
-)
-
-
 def read_split_file(
     spec: TaskSpec, path: Path, *, skip_malformed: bool = False, header: bool | None = None
 ) -> Rows:
@@ -132,7 +126,7 @@ def read_split_file(
     ``header``: whether the file starts with a header line (default: unless the task's files have none).
     """
     if not path.is_file():
-        raise DataError(f"Missing data file {path} for task {spec.name}. {_DATA_DIR_HINT}")
+        raise DataError(f"Missing data file {path} for task {spec.name}. {DATA_DIR_HINT}")
     if header is None:
         header = spec.headerless_columns is None
     handle, lines, reader = _open_rows(spec, path)
@@ -195,22 +189,11 @@ def read_split_from_hub(spec: TaskSpec, split: str) -> Rows:
     """Read one split of ``spec`` from the Hugging Face Hub (``nyu-mll/glue`` or AG News)."""
     import datasets
 
-    from glue_lora.hub import hub_address, hub_reachable, offline_mode
-
-    def not_loaded(reason: object) -> DataError:
-        return DataError(
-            f"Could not load {spec.hub_path} ({spec.hub_name or spec.name}, split "
-            f"{spec.hub_splits[split]}) from the Hugging Face Hub: {reason}. Without network access, "
-            "point GLUE_DIR or paths.glue_dir at a local GLUE directory (download_glue_data.py "
-            "layout), or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache."
-        )
-
-    if not offline_mode() and not hub_reachable():
-        raise not_loaded(f"{hub_address()[0]} cannot be reached (no network?)")
+    check_data_source(spec, None)
     try:
         dataset = datasets.load_dataset(spec.hub_path, spec.hub_name, split=spec.hub_splits[split])
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
-        raise not_loaded(err) from err
+        raise not_loaded_from_hub(spec, split, err) from err
     text_columns = spec.hub_text_columns or spec.text_columns
     texts = list(zip(*(dataset[c] for c in text_columns), strict=True))
     labels = [None if lab is None or lab == -1 else lab for lab in dataset["label"]]
@@ -224,11 +207,8 @@ def read_split(
     """Read ``split`` of ``spec`` from ``data_dir`` (GLUE layout) or from the Hub when it is None."""
     if data_dir is None:
         return read_split_from_hub(spec, split)
+    check_data_source(spec, data_dir)
     task_dir = Path(data_dir) / spec.directory
-    if not task_dir.is_dir():
-        raise DataError(
-            f"The data directory {task_dir} for task {spec.name} does not exist. {_DATA_DIR_HINT}"
-        )
     return read_split_file(
         spec, task_dir / spec.splits[split], skip_malformed=skip_malformed, header=spec.has_header(split)
     )

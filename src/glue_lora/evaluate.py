@@ -21,6 +21,7 @@ from glue_lora.errors import ConfigError
 from glue_lora.metrics import build_metrics, predictions_from_logits
 from glue_lora.models import check_max_length
 from glue_lora.module import SPLIT_RESULT_KEY
+from glue_lora.quiet import route_library_logs_through_hydra
 from glue_lora.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.adapter`` on ``cfg.split``; returns the content written to eval_results.json."""
     from hydra.utils import instantiate
 
+    route_library_logs_through_hydra()
     from glue_lora.module import GlueLoRAModule
 
     if cfg.split not in SPLITS:

@@ -1,4 +1,5 @@
-"""Known third-party warnings that are not the user's business, silenced so that a new one stands out.
+"""Known third-party warnings and log handlers that are not the user's business, silenced so that a
+new warning stands out and every log line shows once.
 
 Each entry is a warning some library we depend on raises on every run, about its own code or
 another library's, that no setting of ours can avoid; pyproject.toml's pytest ``filterwarnings``
@@ -7,6 +8,7 @@ lists the same messages. Anything else still shows.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 # (message regex, why it is not the user's business)
@@ -30,3 +32,15 @@ def silence_known_warnings() -> None:
     """Ignore the warnings of ``KNOWN_WARNINGS`` in this process (idempotent)."""
     for pattern, _ in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def route_library_logs_through_hydra() -> None:
+    """Import Lightning and drop the console handler its import installs: beside Hydra's, every line
+    showed twice. Called by the runs just before they need Lightning, so that a run failing on its
+    input (no data, no network) says so before paying Lightning's import."""
+    import lightning  # noqa: F401  (its import installs the handlers removed here)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from glue_lora.adapters import RECORD, adapter_record, shared_base_name
 from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
-from glue_lora.checkpointing import load_checkpoint
 from glue_lora.config import lora_dict, validate
+from glue_lora.data_source import check_data_source
 from glue_lora.diskspace import run_bytes, warn_if_low
 from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters, init_lora_a
@@ -28,8 +28,8 @@ from glue_lora.models import (
     check_vocabulary,
     maybe_compile,
 )
-from glue_lora.module import SPLIT_RESULT_KEY
 from glue_lora.param_groups import tier_table
+from glue_lora.quiet import route_library_logs_through_hydra
 from glue_lora.recipes import describe_recipe
 from glue_lora.redact import redact
 from glue_lora.tasks import TaskSpec, get_task
@@ -137,20 +137,25 @@ def _best_entry(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns the content written to results.json."""
-    validate(cfg)
     spec = get_task(cfg.task.name)
+    if not cfg.get("dry_run"):
+        # No data directory, or no network for the Hub: said in seconds, before the config's checks
+        # import Lightning and before any model is built.
+        check_data_source(spec, cfg.task.data_dir)
+    validate(cfg)
     log.info(describe_recipe(cfg))
     if cfg.get("dry_run"):
         return dry_run(cfg, spec)
     init = prepare_init_adapter(cfg)  # fails here, before any work, when the adapter is missing
 
+    route_library_logs_through_hydra()
     import lightning as L
     from hydra.utils import instantiate
 
     from glue_lora.callbacks import ThroughputMeter
-    from glue_lora.checkpointing import SafeCheckpointIO, checkpoint_callbacks
+    from glue_lora.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
     from glue_lora.loggers import build_loggers, finish_loggers
-    from glue_lora.module import GlueLoRAModule
+    from glue_lora.module import SPLIT_RESULT_KEY, GlueLoRAModule
     from glue_lora.regularizers import TrainingLoss
     from glue_lora.resume import finished_results, fit, prepare_resume, reliability_callbacks, run_config
 
