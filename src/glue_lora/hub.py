@@ -9,6 +9,7 @@ fails at once, and a present but flaky network still gets the library's retries.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -43,7 +44,12 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     """
     if any(os.environ.get(name) for name in PROXY_VARIABLES):
         return True
-    address = hub_address()
+    return _connects(hub_address(), timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _connects(address: tuple[str, int], timeout: float) -> bool:
+    """One TCP probe per address and process: a run checks before its model and again per split read."""
     result: list[bool] = []
 
     def probe() -> None:

@@ -58,10 +58,6 @@ def _user_set(config: DictConfig, key: str) -> bool:
     return any(str(o).lstrip("+").startswith(f"{key}=") for o in overrides)
 
 
-def _user_set_run_dir(config: DictConfig) -> bool:
-    return _user_set(config, "hydra.run.dir")
-
-
 def _sweep_overrides(overrides: Any) -> set[str]:
     return {str(o) for o in overrides or [] if not str(o).lstrip("+").startswith(("resume=", "ckpt_path="))}
 
@@ -137,14 +133,14 @@ class ProtectRunDir(Callback):
             if run_dir is None:  # a checkpoint outside any run: a new run starts from it
                 return
             current = Path(str(config.hydra.run.dir)).expanduser().absolute()
-            if _user_set_run_dir(config) and current != run_dir:
+            if _user_set(config, "hydra.run.dir") and current != run_dir:
                 raise RunDirError(
                     f"ckpt_path={ckpt_path} belongs to the run in {run_dir}, but hydra.run.dir={current}. "
                     "Leave hydra.run.dir out: a resumed run goes on in its own directory."
                 )
             with read_write(config.hydra.run):
                 config.hydra.run.dir = str(run_dir)
-        elif not _user_set_run_dir(config):
+        elif not _user_set(config, "hydra.run.dir"):
             raise RunDirError(
                 "resume=true needs the directory of the run to continue: add "
                 "hydra.run.dir=<run dir> (or give ckpt_path=<run dir> instead of resume=true)."

@@ -58,23 +58,24 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     """The backbone with its task head, wrapped with LoRA unless ``lora=none``."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
-    model = apply_lora(backbone, lora_dict(cfg), model_cfg["lora_targets"], model_cfg["trained_in_full"])
-    if lora_dict(cfg) is not None:
+    lora = lora_dict(cfg)
+    model = apply_lora(backbone, lora, model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    if lora is not None:
         init_lora_a(model, model_cfg.get("lora_a_init") or "kaiming_uniform")
-    if model_cfg.get("fused_lora") and lora_dict(cfg) is not None:
+    if model_cfg.get("fused_lora") and lora is not None:
         from glue_lora.lora_fused import fuse_lora_updates
 
         fuse_lora_updates(model)
     return maybe_compile(model, model_cfg)
 
 
-def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Module) -> None:
+def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Module, plan: BatchPlan) -> None:
     print(counts.table())
     if budget := check_budget(counts, lora_dict(cfg)):
         print(budget)
     if cfg.get("lr_tiers"):
         print(tier_table(model, cfg.lr_tiers, cfg.optimizer.lr))
-    print(batch_plan(cfg).describe())
+    print(plan.describe())
 
 
 def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
         model = build_model(cfg, spec, device="meta")
     check_max_length(model, cfg.data.max_length, cfg.model.name)
     counts = count_parameters(model, cfg.model.trained_in_full)
-    report_parameters(cfg, counts, model)
+    report_parameters(cfg, counts, model, batch_plan(cfg))
     return {"params": counts.as_dict()}
 
 
@@ -170,7 +171,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, cfg.model.trained_in_full)
-    report_parameters(cfg, counts, model)
+    plan = batch_plan(cfg)
+    report_parameters(cfg, counts, model, plan)
     warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=lora_dict(cfg) is None))
 
     datamodule = build_datamodule(cfg, spec, tokenizer)
@@ -195,7 +197,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        **trainer_batch_arguments(batch_plan(cfg), cfg.trainer.get("val_check_interval")),
+        **trainer_batch_arguments(plan, cfg.trainer.get("val_check_interval")),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar", "auto")),
         callbacks=[*checkpoints, meter, *reliability_callbacks(cfg, out_dir), *extra_callbacks],
         logger=loggers,
@@ -267,8 +269,7 @@ def save_adapter(
     record = redact(adapter_record(cfg, spec))
     extra_text = {}
     if results is not None:
-        plain = redact(OmegaConf.to_container(cfg, resolve=True))
-        extra_text[CARD] = adapter_card(plain, spec, results, _command())
+        extra_text[CARD] = adapter_card(results["config"], spec, results, _command())
     # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
     # network call at every save once the base is named by its Hub id) has nothing to find.
     save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
