@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from glue_lora.data import GlueDataModule, carve_dev, read_split, read_split_file, tokenize_rows
-from glue_lora.errors import DataError
+from glue_lora.errors import ConfigError, DataError
 from glue_lora.models import resolve_source
 from glue_lora.sampler import EpochBatchSampler
 from glue_lora.tasks import TASKS, get_task
@@ -177,3 +177,22 @@ def test_every_task_has_a_config_file_and_known_metrics():
         assert (CONF / "task" / f"{name}.yaml").is_file()
         assert spec.primary_metric in spec.metrics
         assert set(spec.metrics) <= set(SCORERS)
+
+
+def test_dev_from_train_holds_out_train_rows_not_the_dev_file(glue_fixtures, tokenizer):
+    spec = get_task("sst2")
+    train_file = read_split(spec, glue_fixtures, "train")
+    dev_file = read_split(spec, glue_fixtures, "dev")
+    module = GlueDataModule(
+        spec, tokenizer, data_dir=str(glue_fixtures), val_fraction=0.25, dev_from_train=True
+    )
+    rows = module.read_all()
+    assert rows["dev"] != dev_file
+    assert set(rows["dev"]["texts"]) <= set(train_file["texts"])
+    assert not set(rows["dev"]["texts"]) & set(rows["train"]["texts"])
+    assert module.read_eval()["dev"] == rows["dev"]  # eval reads the same held-out rows
+
+
+def test_dev_from_train_is_refused_for_a_task_with_several_dev_splits(tokenizer):
+    with pytest.raises(ConfigError, match="dev_from_train"):
+        GlueDataModule(get_task("mnli"), tokenizer, data_dir=None, dev_from_train=True)

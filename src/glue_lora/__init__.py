@@ -1,6 +1,10 @@
 """glue-lora: LoRA fine-tuning of encoders on GLUE with Lightning, Hydra and peft."""
 
+from glue_lora.config_resolvers import register as _register_config_resolvers
+
 __version__ = "0.1.0"
+
+_register_config_resolvers()
 
 __all__ = ["Prediction", "Predictor"]
 

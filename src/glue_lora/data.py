@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from glue_lora.collate import PadCollator
 from glue_lora.data_source import DATA_DIR_HINT, check_data_source, not_loaded_from_hub
-from glue_lora.errors import DataError
+from glue_lora.errors import ConfigError, DataError
 from glue_lora.sampler import EpochBatchSampler, check_batching
 from glue_lora.tasks import TaskSpec
 
@@ -383,9 +383,16 @@ class GlueDataModule(L.LightningDataModule):
         sampler: str = "length_grouped",
         padding: str = "longest",
         pad_to_multiple_of: int | None = None,
+        dev_from_train: bool = False,
     ) -> None:
         super().__init__()
         check_batching(sampler, padding)
+        if dev_from_train and tuple(spec.eval_splits) != ("dev",):
+            raise ConfigError(
+                f"data.dev_from_train=true is not available for {spec.name}: it has several dev splits "
+                f"({', '.join(spec.eval_splits)}) and only one can be carved from train. "
+                "Use data.dev_from_train=false."
+            )
         self.spec = spec
         self.tokenizer = tokenizer
         self.data_dir = data_dir
@@ -402,15 +409,21 @@ class GlueDataModule(L.LightningDataModule):
         self.group_by_length = sampler == "length_grouped"
         self.pad_to_max_length = padding == "max_length"
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.dev_from_train = dev_from_train
         self.splits: dict[str, TokenizedSplit] = {}
 
     def read(self, split: str) -> Rows:
         return read_split(self.spec, self.data_dir, split, skip_malformed=self.skip_malformed_rows)
 
+    def _dev_from_file(self) -> bool:
+        has_dev = "dev" in self.spec.splits or (self.data_dir is None and "dev" in self.spec.hub_splits)
+        return has_dev and not self.dev_from_train
+
     def read_all(self) -> dict[str, Rows]:
-        """Read train and the dev split(s); a task without a dev file has dev carved from train."""
+        """Read train and the dev split(s); dev is carved from train when the task has no dev file
+        or ``dev_from_train`` asks for it (a search that must not tune on the reported dev)."""
         rows = {"train": self.read("train")}
-        if "dev" in self.spec.splits or (self.data_dir is None and "dev" in self.spec.hub_splits):
+        if self._dev_from_file():
             for split in self.spec.eval_splits:
                 rows[split] = self.read(split)
         else:
@@ -423,7 +436,7 @@ class GlueDataModule(L.LightningDataModule):
 
     def read_eval(self) -> dict[str, Rows]:
         """The dev split(s) alone, exactly as ``read_all`` gives them (eval.py reads no train file)."""
-        if "dev" in self.spec.splits or (self.data_dir is None and "dev" in self.spec.hub_splits):
+        if self._dev_from_file():
             rows = {split: self.read(split) for split in self.spec.eval_splits}
         else:
             rows = {"dev": carve_dev(self.read("train"), self.val_fraction, seed=0)[1]}

@@ -123,6 +123,7 @@ def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> Any:
         sampler=cfg.data.get("sampler", "length_grouped"),
         padding=cfg.data.get("padding", "longest"),
         pad_to_multiple_of=cfg.data.get("pad_to_multiple_of"),
+        dev_from_train=bool(cfg.data.get("dev_from_train", False)),
     )
 
 
