@@ -64,6 +64,7 @@ CLOSED_GROUPS: dict[str, dict[str, Any]] = {
         "max_train_rows": (INT, OPT),
         "max_eval_rows": (INT, OPT),
         "skip_malformed_rows": BOOL,
+        "dev_from_train": BOOL,
         "cache_dir": (STR, OPT),
         "global_batch_size": (INT, OPT),
         "sampler": STR,
