@@ -8,8 +8,8 @@ import glue_lora  # noqa: F401  (registers the config resolvers before Hydra res
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    from glue_lora.cli import run_and_report
     from glue_lora.evaluate import run
+    from glue_lora.hydra_entry import run_and_report
 
     results = run_and_report(run, cfg)
     return results.get("score") if results else None

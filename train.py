@@ -8,7 +8,7 @@ import glue_lora  # noqa: F401  (registers the config resolvers before Hydra res
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from glue_lora.cli import run_and_report
+    from glue_lora.hydra_entry import run_and_report
     from glue_lora.train import run
 
     results = run_and_report(run, cfg)

@@ -76,7 +76,7 @@ capped() {  # a command, given the seconds left before the section's deadline
 }
 report() {  # kind, then the report's options: writes OUT/<nn>-<kind>.json and .md
   local kind=$1; shift
-  timeout 120 $PY -m glue_lora.bench_gpu_report "$kind" "$OUT" --seconds $((SECONDS - T0)) --cap "$CAP" "$@" \
+  timeout 120 $PY -m glue_lora.bench.gpu_report "$kind" "$OUT" --seconds $((SECONDS - T0)) --cap "$CAP" "$@" \
     || echo "FAILED report $kind"
 }
 train() {  # name, then overrides: a train.py run in OUT/<name>, its console output in OUT/<name>.log
@@ -97,7 +97,7 @@ bench() {  # name, batch size, bench options, then overrides (options first): OU
 }
 
 section "environment"
-capped $PY -m glue_lora.bench_gpu_report environment "$OUT" $([[ "$DRY" == 1 ]] && echo --dry-run) >/dev/null \
+capped $PY -m glue_lora.bench.gpu_report environment "$OUT" $([[ "$DRY" == 1 ]] && echo --dry-run) >/dev/null \
   || echo "FAILED environment"
 
 section "1. mixed precision against 32-true"
@@ -155,4 +155,4 @@ echo; echo "=== done in $((SECONDS - START)) s"
 # bench JSON); adapters, logs, results.json and metrics stay.
 [[ "${GPU_KEEP_CHECKPOINTS:-0}" == 1 ]] || { find "$OUT" -name '*.ckpt' -delete
   find "$OUT" -depth -type d -name 'checkpoint-*' -exec rm -rf {} +; }
-$PY -m glue_lora.bench_gpu_report gather "$OUT"
+$PY -m glue_lora.bench.gpu_report gather "$OUT"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
 from glue_lora.train import build_model, save_adapter, set_determinism
 from tests.conftest import compose_train
 

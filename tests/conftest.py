@@ -59,7 +59,7 @@ def flag_twins(model: str, flag: str) -> tuple[Any, Any]:
     """
     import torch
 
-    from glue_lora.tasks import get_task
+    from glue_lora.data.tasks import get_task
     from glue_lora.train import build_model
 
     torch.manual_seed(0)

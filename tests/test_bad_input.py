@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
-from glue_lora.errors import ConfigError, DataError, TrainingError
-from glue_lora.module import GlueLoRAModule
 from glue_lora.train import run
+from glue_lora.training.module import GlueLoRAModule
+from glue_lora.utils.errors import ConfigError, DataError, TrainingError
 from tests.conftest import TINY, compose_train, run_cli
 from tests.fixtures import write_glue_task
 

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from glue_lora.bench import FIGURES, format_table, main, parse_args
-from glue_lora.bench_common import TRAIN_SETTINGS, Job
-from glue_lora.bench_flops import add_mfu, flops_report, matmul_weights
+from glue_lora.bench.command import FIGURES, format_table, main, parse_args
+from glue_lora.bench.common import TRAIN_SETTINGS, Job
+from glue_lora.bench.flops import add_mfu, flops_report, matmul_weights
 from tests.conftest import CONF
 
 TINY_BENCH = ["model=tiny_roberta", "trainer.enable_progress_bar=false"]
@@ -49,8 +49,8 @@ def test_dry_run_reports_all_settings(glue_fixtures, tmp_path, capsys):
 
 def test_time_to_accuracy_stops_at_the_target(glue_fixtures, tmp_path):
     """Both trainers evaluate every 2 steps and stop at the first evaluation (target 0)."""
-    from glue_lora.bench_ours import run_ours
-    from glue_lora.bench_peer import run_peer
+    from glue_lora.bench.ours import run_ours
+    from glue_lora.bench.peer import run_peer
 
     for setting, run in (("ours", run_ours), ("peer_best", lambda job: run_peer(job, best=True))):
         job = Job(
@@ -72,7 +72,7 @@ def test_time_to_accuracy_stops_at_the_target(glue_fixtures, tmp_path):
 
 
 def test_merged_lora_inference(glue_fixtures, tmp_path):
-    from glue_lora.bench_infer import run_inference
+    from glue_lora.bench.inference import run_inference
 
     job = Job(
         setting="inference",

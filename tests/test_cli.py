@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from glue_lora.errors import GlueLoraError
 from glue_lora.train import run
+from glue_lora.utils.errors import GlueLoraError
 from tests.conftest import TINY, compose_train, run_cli
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoConfig, DataCollatorWithPadding
 
-from glue_lora.collate import PadCollator
-from glue_lora.data import TokenizedSplit, read_split, tokenize_rows
-from glue_lora.models import build_tokenizer
-from glue_lora.tasks import get_task
+from glue_lora.data.collate import PadCollator
+from glue_lora.data.datamodule import TokenizedSplit, read_split, tokenize_rows
+from glue_lora.data.tasks import get_task
+from glue_lora.model.backbone import build_tokenizer
 from tests.conftest import REAL_GLUE, ROOT
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from glue_lora.data import GlueDataModule, carve_dev, read_split, read_split_file, tokenize_rows
-from glue_lora.errors import ConfigError, DataError
-from glue_lora.models import resolve_source
-from glue_lora.sampler import EpochBatchSampler
-from glue_lora.tasks import TASKS, get_task
+from glue_lora.data.datamodule import GlueDataModule, carve_dev, read_split, read_split_file, tokenize_rows
+from glue_lora.data.sampler import EpochBatchSampler
+from glue_lora.data.tasks import TASKS, get_task
+from glue_lora.model.backbone import resolve_source
+from glue_lora.utils.errors import ConfigError, DataError
 from tests.fixtures import write_glue_task
 
 
@@ -170,7 +170,7 @@ def test_sampler_shards_across_ranks():
 
 
 def test_every_task_has_a_config_file_and_known_metrics():
-    from glue_lora.metrics import SCORERS
+    from glue_lora.training.metrics import SCORERS
     from tests.conftest import CONF
 
     for name, spec in TASKS.items():

@@ -10,11 +10,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from glue_lora.errors import ConfigError, DataError
+from glue_lora.data.tasks import TASKS, get_task
 from glue_lora.evaluate import format_prediction
 from glue_lora.evaluate import run as evaluate
-from glue_lora.tasks import TASKS, get_task
 from glue_lora.train import run as train
+from glue_lora.utils.errors import ConfigError, DataError
 from tests.adapter_fixtures import make_adapter
 from tests.conftest import CONF, TINY, compose_train, run_cli
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from glue_lora.fast_dropout import (
+from glue_lora.model.fast_dropout import (
     ATTENTION_NAME,
     FastDropout,
     fast_dropout,

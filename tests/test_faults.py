@@ -12,16 +12,16 @@ import time
 import pytest
 import torch
 
-from glue_lora import artifacts, diskspace
-from glue_lora.adapters import load_model
-from glue_lora.data import read_split_file, read_split_from_hub
-from glue_lora.errors import ConfigError, DataError, DiskFullError
-from glue_lora.init_adapter import prepare_init_adapter
-from glue_lora.merge import main as merge_main
-from glue_lora.merge import merge_adapter
-from glue_lora.predictor import Predictor
-from glue_lora.tasks import get_task
+from glue_lora.adapters.init_adapter import prepare_init_adapter
+from glue_lora.adapters.merge import main as merge_main
+from glue_lora.adapters.merge import merge_adapter
+from glue_lora.adapters.predictor import Predictor
+from glue_lora.adapters.record import load_model
+from glue_lora.data.datamodule import read_split_file, read_split_from_hub
+from glue_lora.data.tasks import get_task
 from glue_lora.train import run
+from glue_lora.utils import artifacts, diskspace
+from glue_lora.utils.errors import ConfigError, DataError, DiskFullError
 from tests.adapter_fixtures import make_adapter
 from tests.conftest import compose_tiny_run, compose_train, run_cli
 from tests.fixtures import write_glue_task
@@ -228,7 +228,7 @@ def test_max_length_is_refused_before_training(glue_fixtures, token_cache, tmp_p
 @pytest.fixture
 def online(monkeypatch):
     """No offline switch set, as on a fresh machine; the Hub address a closed local port."""
-    from glue_lora.hub import PROXY_VARIABLES
+    from glue_lora.utils.hub import PROXY_VARIABLES
 
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", *PROXY_VARIABLES):
         monkeypatch.delenv(name, raising=False)
@@ -249,7 +249,7 @@ def test_unreachable_hub_fails_fast_without_calling_datasets(online, monkeypatch
 
 
 def test_behind_a_proxy_the_probe_leaves_the_answer_to_the_library(online, monkeypatch):
-    from glue_lora.hub import hub_reachable
+    from glue_lora.utils.hub import hub_reachable
 
     assert not hub_reachable(timeout=1)  # the closed local port
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
@@ -259,7 +259,7 @@ def test_behind_a_proxy_the_probe_leaves_the_answer_to_the_library(online, monke
 def test_reachable_or_offline_hub_is_left_to_datasets(online, monkeypatch):
     import datasets
 
-    from glue_lora import hub
+    from glue_lora.utils import hub
 
     calls = []
 
@@ -288,7 +288,7 @@ def test_a_run_without_network_fails_before_building_the_model(online, monkeypat
 
 
 def test_no_network_no_glue_dir_cli_message(tmp_path):
-    from glue_lora.hub import PROXY_VARIABLES
+    from glue_lora.utils.hub import PROXY_VARIABLES
 
     env = {
         "HF_HUB_OFFLINE": "",
@@ -308,7 +308,7 @@ def test_no_network_no_glue_dir_cli_message(tmp_path):
 
 
 def test_model_that_cannot_be_loaded_names_the_model_and_the_fixes():
-    from glue_lora.models import build_config
+    from glue_lora.model.backbone import build_config
 
     model_cfg = dict(
         compose_train(["model=roberta_base"]).model, name_or_path="glue-lora-tests/no-such-model"

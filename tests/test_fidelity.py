@@ -15,16 +15,16 @@ import pytest
 import torch
 import yaml
 
-from glue_lora.batching import plan_batches, trainer_batch_arguments
-from glue_lora.errors import ConfigError
-from glue_lora.module import warmup_steps
-from glue_lora.reference_adamw import ReferenceAdamW
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
 from glue_lora.train import batch_plan, build_model
 from glue_lora.train import run as train
+from glue_lora.training.batching import plan_batches, trainer_batch_arguments
+from glue_lora.training.module import warmup_steps
+from glue_lora.training.reference_adamw import ReferenceAdamW
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_tiny_run, compose_train
 
-TABLE = yaml.safe_load(resources.files("glue_lora").joinpath("reference_scripts.yaml").read_text())
+TABLE = yaml.safe_load(resources.files("glue_lora.settings").joinpath("reference_scripts.yaml").read_text())
 RECIPES = [(model, task) for model, rows in TABLE["scripts"].items() for task in rows]
 
 
@@ -72,7 +72,7 @@ def test_every_recipe_equals_its_reference_script(model, task, tmp_path):
     defaults = TABLE["defaults"]
     assert cfg.optimizer.eps == defaults["adam_epsilon"]
     assert list(cfg.optimizer.betas) == [defaults["adam_beta1"], defaults["adam_beta2"]]
-    assert cfg.optimizer._target_ == "glue_lora.reference_adamw.ReferenceAdamW"
+    assert cfg.optimizer._target_ == "glue_lora.training.reference_adamw.ReferenceAdamW"
     assert (cfg.trainer.gradient_clip_val, cfg.trainer.gradient_clip_algorithm) == (1.0, "norm")
     assert cfg.schedule.name == defaults["lr_scheduler_type"]
     assert cfg.lora.dropout == defaults["lora_dropout"]
@@ -223,12 +223,12 @@ def test_reference_procedure_turns_off_every_deviation_of_ours():
         assert fast.model[flag] is True and reference.model[flag] is False, flag
     assert (fast.model.attn_implementation, reference.model.attn_implementation) == ("sdpa", "eager")
     minilm = compose_train(["procedure=reference"])
-    assert minilm.optimizer._target_ == "glue_lora.reference_adamw.ReferenceAdamW"
+    assert minilm.optimizer._target_ == "glue_lora.training.reference_adamw.ReferenceAdamW"
     assert minilm.optimizer.eps == 1e-8
 
 
 def test_reference_procedure_batches_in_random_order_padded_to_max_length(glue_fixtures, token_cache):
-    from glue_lora.models import build_tokenizer
+    from glue_lora.model.backbone import build_tokenizer
     from glue_lora.train import build_datamodule
 
     cfg = compose_tiny_run(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
 from glue_lora.train import build_model, run
 from tests.conftest import compose_tiny_run, compose_train
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from glue_lora.errors import ConfigError
-from glue_lora.lora import apply_lora
-from glue_lora.models import build_backbone
+from glue_lora.model.backbone import build_backbone
+from glue_lora.model.lora import apply_lora
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_train
 
 

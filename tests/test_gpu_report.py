@@ -1,4 +1,4 @@
-"""bench/gpu.sh's section reports (glue_lora.bench_gpu_report) on runs made up here: no training.
+"""bench/gpu.sh's section reports (glue_lora.bench.gpu_report) on runs made up here: no training.
 
 The slow test at the end runs the whole script in its dry-run mode (tiny sizes on the CPU).
 """
@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from glue_lora.bench_flops import flops_report
-from glue_lora.bench_gpu_report import SECTIONS, main, safetensors_dtypes, training_run
+from glue_lora.bench.flops import flops_report
+from glue_lora.bench.gpu_report import SECTIONS, main, safetensors_dtypes, training_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

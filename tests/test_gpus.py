@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from glue_lora import gpus
+from glue_lora.training import gpus
 from tests.conftest import CONF
 
 
@@ -68,4 +68,4 @@ def test_the_callback_is_on_in_every_run():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
     callback = cfg.hydra.callbacks.gpu_per_job
-    assert callback._target_ == "glue_lora.hydra_callbacks.OneGpuPerJob" and callback.enabled
+    assert callback._target_ == "glue_lora.training.hydra_callbacks.OneGpuPerJob" and callback.enabled

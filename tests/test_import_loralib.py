@@ -10,9 +10,9 @@ import torch
 from peft import PeftModel
 
 from glue_lora.__main__ import main as glue_lora
-from glue_lora.adapters import build_base, load_model, read_adapter
-from glue_lora.errors import DataError
-from glue_lora.import_loralib import import_loralib
+from glue_lora.adapters.import_loralib import import_loralib
+from glue_lora.adapters.record import build_base, load_model, read_adapter
+from glue_lora.utils.errors import DataError
 from tests.adapter_fixtures import tokens
 
 HIDDEN, LAYERS, R, ALPHA = 32, 2, 4, 16.0  # tiny_roberta's shape; a rank and alpha of our choosing

@@ -6,11 +6,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from glue_lora.errors import ConfigError
-from glue_lora.lora import apply_lora, count_parameters, validate_lora_config
-from glue_lora.models import build_backbone
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
+from glue_lora.model.backbone import build_backbone
+from glue_lora.model.lora import apply_lora, count_parameters, validate_lora_config
 from glue_lora.train import build_model
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_train
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "targets": None, "layers": None, "bias": "none"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glue_lora.lora_fused import FusedAddVariant
+from glue_lora.model.fused_lora import FusedAddVariant
 from tests.conftest import eval_logits_and_grads, flag_twins
 
 

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from glue_lora.__main__ import main as glue_lora
-from glue_lora.adapters import load_model
-from glue_lora.merge import compare_speed
+from glue_lora.adapters.merge import compare_speed
+from glue_lora.adapters.record import load_model
 from tests.adapter_fixtures import make_adapter, tokens
 
 

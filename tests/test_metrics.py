@@ -9,8 +9,8 @@ import torch
 from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from glue_lora.metrics import build_metrics, predictions_from_logits
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
+from glue_lora.training.metrics import build_metrics, predictions_from_logits
 
 
 @pytest.mark.parametrize("task", ["mrpc", "cola", "mnli", "qqp"])

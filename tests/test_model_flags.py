@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
 from glue_lora.train import build_model, run
 from tests.conftest import compose_tiny_run, compose_train, eval_logits_and_grads, flag_twins
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from glue_lora import artifacts
-from glue_lora.artifacts import atomic_save_pretrained, atomic_torch_save, atomic_write_json
-from glue_lora.checkpointing import SafeCheckpointIO
+from glue_lora.training.checkpointing import SafeCheckpointIO
+from glue_lora.utils import artifacts
+from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_torch_save, atomic_write_json
 from tests.conftest import ROOT, TINY, run_cli
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from glue_lora.errors import ConfigError
-from glue_lora.param_groups import param_groups, parameter_location, tier_table
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
 from glue_lora.train import build_model
+from glue_lora.training.param_groups import param_groups, parameter_location, tier_table
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_train
 
 # (model config, overrides, encoder layers, head parameters trained with LoRA)

@@ -15,14 +15,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from glue_lora.data import GlueDataModule, read_split
-from glue_lora.errors import ConfigError
+from glue_lora.data.datamodule import GlueDataModule, read_split
+from glue_lora.data.tasks import get_task
 from glue_lora.evaluate import write_predictions
-from glue_lora.module import build_schedule
-from glue_lora.study import adamw_state_mb, load_results, study_table
-from glue_lora.study import main as study_main
-from glue_lora.tasks import get_task
+from glue_lora.reports.study import adamw_state_mb, load_results, study_table
+from glue_lora.reports.study import main as study_main
 from glue_lora.train import build_model, run
+from glue_lora.training.module import build_schedule
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import CONF, TINY, compose_train, run_cli
 
 # The shared data holds AG News beside GLUE; AG_NEWS_DIR points elsewhere.

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import glue_lora
-from glue_lora.adapters import build_base, load_model
-from glue_lora.errors import ConfigError
+from glue_lora.adapters.record import build_base, load_model
+from glue_lora.utils.errors import ConfigError
 from tests.adapter_fixtures import make_adapter
 
 SENTENCES = ["a good film", "bad plot and dull actor", "fine"]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glue_lora.errors import ConfigError
-from glue_lora.recipes import describe_recipe
+from glue_lora.settings.recipes import describe_recipe
 from glue_lora.train import run
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import ROOT, compose_train, run_cli
 
 # The project's reference facts live beside the repository (CI: a clean clone with ../shared beside it).

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from glue_lora.config import validate
-from glue_lora.errors import ConfigError
-from glue_lora.module import GlueLoRAModule
-from glue_lora.regularizers import TrainingLoss, cutoff, js_divergence, symmetric_kl
-from glue_lora.tasks import get_task
+from glue_lora.data.tasks import get_task
+from glue_lora.settings.validation import validate
 from glue_lora.train import build_model, run
+from glue_lora.training.module import GlueLoRAModule
+from glue_lora.training.regularizers import TrainingLoss, cutoff, js_divergence, symmetric_kl
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import TINY, compose_train
 
 

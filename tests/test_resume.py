@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glue_lora.csv_logger import CSVLogger
-from glue_lora.errors import ConfigError
-from glue_lora.resume import SIGTERM_EXIT_CODE
-from glue_lora.sampler import EpochBatchSampler
+from glue_lora.data.sampler import EpochBatchSampler
 from glue_lora.train import run
+from glue_lora.training.csv_logger import CSVLogger
+from glue_lora.training.resume import SIGTERM_EXIT_CODE
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import ROOT, TINY, compose_train
 from tests.helpers import PAUSE_AT, PAUSE_FILE
 

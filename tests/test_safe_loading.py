@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from glue_lora.checkpointing import SafeCheckpointIO, load_checkpoint
-from glue_lora.errors import CheckpointError
-from glue_lora.redact import redact, secret_overrides
 from glue_lora.train import run
+from glue_lora.training.checkpointing import SafeCheckpointIO, load_checkpoint
+from glue_lora.utils.errors import CheckpointError
+from glue_lora.utils.redact import redact, secret_overrides
 from tests.conftest import CONF, ROOT, TINY, compose_train, run_cli
 
 
@@ -70,7 +70,7 @@ def test_a_damaged_checkpoint_is_reported(tmp_path):
 def test_remote_code_is_off_unless_the_user_sets_it(monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
-    from glue_lora.models import build_backbone
+    from glue_lora.model.backbone import build_backbone
 
     for model_file in (CONF / "model").glob("*.yaml"):
         cfg = compose_train([f"model={model_file.stem}"])
@@ -137,7 +137,7 @@ def test_wandb_key_and_tokens_never_reach_the_run_directory(glue_fixtures, token
 
 
 def test_redaction_masks_secrets_but_not_token_ids():
-    from glue_lora.redact import REDACTED, redact
+    from glue_lora.utils.redact import REDACTED, redact
 
     config = {
         "wandb": {"api_key": "k"},

@@ -6,9 +6,9 @@ import random
 
 from scipy.stats import spearmanr
 
-from glue_lora.data import read_split
-from glue_lora.sampler import EpochBatchSampler
-from glue_lora.tasks import get_task
+from glue_lora.data.datamodule import read_split
+from glue_lora.data.sampler import EpochBatchSampler
+from glue_lora.data.tasks import get_task
 from tests.test_collate import minilm_tokenizer
 
 

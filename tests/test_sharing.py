@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from glue_lora.__main__ import main as cli_main
-from glue_lora.adapters import load_model
-from glue_lora.merge import merge_adapter
-from glue_lora.model_card import CARD, adapter_card, parse
-from glue_lora.predictor import Predictor
-from glue_lora.tasks import get_task
+from glue_lora.adapters.merge import merge_adapter
+from glue_lora.adapters.model_card import CARD, adapter_card, parse
+from glue_lora.adapters.predictor import Predictor
+from glue_lora.adapters.record import load_model
+from glue_lora.data.tasks import get_task
 from glue_lora.train import run
 from tests.adapter_fixtures import make_adapter
 from tests.conftest import ROOT, compose_tiny_run, compose_train
@@ -79,7 +79,7 @@ def test_peft_auto_class_loads_the_shared_adapter_from_the_hub_id(minilm_adapter
         f"""
         import torch
         from peft import AutoPeftModelForSequenceClassification
-        from glue_lora.adapters import load_model
+        from glue_lora.adapters.record import load_model
         from tests.adapter_fixtures import tokens
         adapter = {str(minilm_adapter / "adapter")!r}
         shared = AutoPeftModelForSequenceClassification.from_pretrained(adapter).eval()

@@ -13,7 +13,8 @@ import yaml
 from PIL import Image
 
 from glue_lora.__main__ import main as glue_lora_main
-from glue_lora.summary import (
+from glue_lora.data.tasks import TASKS
+from glue_lora.reports.summary import (
     SUMMARY_CSV,
     SUMMARY_MD,
     find_runs,
@@ -24,7 +25,6 @@ from glue_lora.summary import (
     summarise,
     write_failure,
 )
-from glue_lora.tasks import TASKS
 from tests.conftest import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from glue_lora.errors import ConfigError
-from glue_lora.summary import SUMMARY_CSV
+from glue_lora.reports.summary import SUMMARY_CSV
 from glue_lora.train import run
+from glue_lora.utils.errors import ConfigError
 from tests.conftest import ROOT, TINY, compose_tiny_run, run_cli
 from tests.helpers import PAUSE_AT, PAUSE_FILE, PAUSE_JOB
 from tests.test_resume import subprocess_env

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from glue_lora.report import main as report_main
-from glue_lora.summary import SUMMARY_CSV, SUMMARY_MD
+from glue_lora.reports.report import main as report_main
+from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD
 from tests.conftest import CONF, TINY, run_cli
 from tests.wandb_log import read_offline_run
 
@@ -211,4 +211,4 @@ def test_slurm_launcher_composes():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.partition) == (8, 8, "gpu")
     assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp", 8)
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "glue_lora.hydra_callbacks.SweepSummary"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "glue_lora.training.hydra_callbacks.SweepSummary"

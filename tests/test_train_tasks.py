@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glue_lora.tasks import TASKS
+from glue_lora.data.tasks import TASKS
 from glue_lora.train import run
 from tests.conftest import TINY, compose_train
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
-from glue_lora.loggers import run_group
 from glue_lora.train import run
+from glue_lora.training.loggers import run_group
 from tests.conftest import TINY, compose_train
 from tests.wandb_log import read_offline_run
 
@@ -44,7 +44,7 @@ def test_offline_run_holds_config_group_metrics_and_summary(
         ],
         out,
     )
-    with caplog.at_level(logging.WARNING, logger="glue_lora.loggers"):
+    with caplog.at_level(logging.WARNING, logger="glue_lora.training.loggers"):
         run(cfg)
     assert "logging offline instead" in caplog.text
     results = json.loads((out / "results.json").read_text())

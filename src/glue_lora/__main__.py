@@ -1,41 +1,8 @@
-"""`glue-lora <command> ...`: the commands besides train.py and eval.py.
+"""`python -m glue_lora <command> ...`: the same as the `glue-lora` command (glue_lora.commands)."""
 
-Each command lives in its own module with a ``main(argv: list[str]) -> int`` function; this table
-maps command names to those modules so that `glue-lora --help` imports nothing heavy.
-"""
-
-from __future__ import annotations
-
-import importlib
 import sys
 
-# command name -> (module with main(argv), one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "study": ("glue_lora.study", "LoRA vs full fine-tuning: wall time, optimizer state, dev per epoch"),
-    "report": ("glue_lora.report", "summarise run/sweep directories against the paper, with plots"),
-    "merge": ("glue_lora.merge", "merge a LoRA adapter into its base model (plain transformers model)"),
-    "import-loralib": ("glue_lora.import_loralib", "convert a microsoft/LoRA checkpoint into an adapter"),
-    "bench": ("glue_lora.bench", "training speed and memory vs transformers Trainer + PEFT"),
-    "push": ("glue_lora.push", "upload an adapter (or merged model) with its model card to the Hub"),
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        width = max((len(c) for c in COMMANDS), default=8)
-        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())]
-        print("usage: glue-lora <command> [args]\n\ncommands:\n" + "\n".join(lines), file=sys.stderr)
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
-            return 2
-        return 0
-    from glue_lora.quiet import silence_known_warnings
-
-    silence_known_warnings()
-    module_name, _ = COMMANDS[argv[0]]
-    return int(importlib.import_module(module_name).main(argv[1:]) or 0)
-
+from glue_lora.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

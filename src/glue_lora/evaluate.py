@@ -15,14 +15,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from glue_lora.adapters import AdapterInfo, load_model, read_adapter
-from glue_lora.artifacts import atomic_open, atomic_write_json
-from glue_lora.errors import ConfigError
-from glue_lora.metrics import build_metrics, predictions_from_logits
-from glue_lora.models import check_max_length
-from glue_lora.module import SPLIT_RESULT_KEY
-from glue_lora.quiet import route_library_logs_through_hydra
-from glue_lora.tasks import TaskSpec, get_task
+from glue_lora.adapters.record import AdapterInfo, load_model, read_adapter
+from glue_lora.data.tasks import TaskSpec, get_task
+from glue_lora.model.backbone import check_max_length
+from glue_lora.training.metrics import build_metrics, predictions_from_logits
+from glue_lora.training.module import SPLIT_RESULT_KEY
+from glue_lora.utils.artifacts import atomic_open, atomic_write_json
+from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.quiet import route_library_logs_through_hydra
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def evaluation_settings(cfg: DictConfig, info: AdapterInfo) -> dict[str, Any]:
 
 
 def _datamodule(cfg: DictConfig, spec: TaskSpec, info: AdapterInfo, tokenizer: Any, settings: dict):
-    from glue_lora.data import GlueDataModule
+    from glue_lora.data.datamodule import GlueDataModule
 
     batch = settings["batch_size"]
     return GlueDataModule(
@@ -151,7 +151,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     route_library_logs_through_hydra()
-    from glue_lora.module import GlueLoRAModule
+    from glue_lora.training.module import GlueLoRAModule
 
     if cfg.split not in SPLITS:
         raise ConfigError(

@@ -12,27 +12,27 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.adapters import RECORD, adapter_record, shared_base_name
-from glue_lora.artifacts import atomic_save_pretrained, atomic_write_json
-from glue_lora.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
-from glue_lora.config import lora_dict, validate
-from glue_lora.data_source import check_data_source
-from glue_lora.diskspace import run_bytes, warn_if_low
-from glue_lora.init_adapter import load_init_adapter, prepare_init_adapter
-from glue_lora.lora import ParamCounts, apply_lora, check_budget, count_parameters, init_lora_a
-from glue_lora.model_card import CARD, adapter_card, shareable_base
-from glue_lora.models import (
+from glue_lora.adapters.init_adapter import load_init_adapter, prepare_init_adapter
+from glue_lora.adapters.model_card import CARD, adapter_card, shareable_base
+from glue_lora.adapters.record import RECORD, adapter_record, shared_base_name
+from glue_lora.data.source import check_data_source
+from glue_lora.data.tasks import TaskSpec, get_task
+from glue_lora.model.backbone import (
     build_backbone,
     build_tokenizer,
     check_max_length,
     check_vocabulary,
     maybe_compile,
 )
-from glue_lora.param_groups import tier_table
-from glue_lora.quiet import route_library_logs_through_hydra
-from glue_lora.recipes import describe_recipe
-from glue_lora.redact import redact
-from glue_lora.tasks import TaskSpec, get_task
+from glue_lora.model.lora import ParamCounts, apply_lora, check_budget, count_parameters, init_lora_a
+from glue_lora.settings.recipes import describe_recipe
+from glue_lora.settings.validation import lora_dict, validate
+from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
+from glue_lora.training.param_groups import tier_table
+from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
+from glue_lora.utils.diskspace import run_bytes, warn_if_low
+from glue_lora.utils.quiet import route_library_logs_through_hydra
+from glue_lora.utils.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> t
     if lora is not None:
         init_lora_a(model, model_cfg.get("lora_a_init") or "kaiming_uniform")
     if model_cfg.get("fused_lora") and lora is not None:
-        from glue_lora.lora_fused import fuse_lora_updates
+        from glue_lora.model.fused_lora import fuse_lora_updates
 
         fuse_lora_updates(model)
     return maybe_compile(model, model_cfg)
@@ -104,7 +104,7 @@ def progress_bar_enabled(setting: bool | str) -> bool:
 
 def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> Any:
     """The task's data module as the ``data`` and ``task`` config groups describe it."""
-    from glue_lora.data import GlueDataModule
+    from glue_lora.data.datamodule import GlueDataModule
 
     return GlueDataModule(
         spec,
@@ -154,12 +154,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     from hydra.utils import instantiate
 
-    from glue_lora.callbacks import ThroughputMeter
-    from glue_lora.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
-    from glue_lora.loggers import build_loggers, finish_loggers
-    from glue_lora.module import SPLIT_RESULT_KEY, GlueLoRAModule
-    from glue_lora.regularizers import TrainingLoss
-    from glue_lora.resume import finished_results, fit, prepare_resume, reliability_callbacks, run_config
+    from glue_lora.training.callbacks import ThroughputMeter
+    from glue_lora.training.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
+    from glue_lora.training.loggers import build_loggers, finish_loggers
+    from glue_lora.training.module import SPLIT_RESULT_KEY, GlueLoRAModule
+    from glue_lora.training.regularizers import TrainingLoss
+    from glue_lora.training.resume import (
+        finished_results,
+        fit,
+        prepare_resume,
+        reliability_callbacks,
+        run_config,
+    )
 
     out_dir = Path(cfg.paths.output_dir)
     if (done := finished_results(cfg, out_dir)) is not None:
@@ -246,7 +252,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _model_source(cfg: DictConfig) -> str:
-    from glue_lora.models import resolve_source
+    from glue_lora.model.backbone import resolve_source
 
     if not cfg.model.get("pretrained", True):
         return f"random:{cfg.model.name}"

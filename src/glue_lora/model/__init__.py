@@ -1,0 +1,1 @@
+"""The network: backbone and tokenizer sources, LoRA injection, fused LoRA, fast dropout."""

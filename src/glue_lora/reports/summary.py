@@ -1,0 +1,419 @@
+"""Summaries of many runs: results.json of every job grouped by configuration, statistics over seeds,
+the paper's Table 2 beside them, failed jobs listed; written as summary.csv and summary.md.
+
+A configuration is (task, model, LoRA setting) plus every other override that differs between the
+runs read (learning rate, max length, ...); the seed is what varies inside one configuration.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from glue_lora.data.tasks import TASKS
+from glue_lora.utils.artifacts import atomic_open, atomic_write_json
+
+RESULTS_FILE = "results.json"
+FAILED_FILE = "failed.json"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+STATS = ("median", "mean", "std", "min", "max")
+# Overrides that do not tell configurations apart: the seed varies inside one; task, model and the
+# LoRA setting have their own columns; the rest only moves files or changes what is printed.
+NOT_CONFIGURATION = (
+    "seed",
+    "task",
+    "model",
+    "lora",
+    "lora.r",
+    "lora.alpha",
+    "experiment",
+    "logger",
+    "resume",  # a resumed sweep's jobs differ from its first attempt's only in this
+    "ckpt_path",
+)
+NOT_CONFIGURATION_PREFIXES = ("paths.", "hydra.", "logger.", "data.cache_dir", "trainer.enable_")
+# Folders inside a run directory that never hold another run.
+SKIP_DIRS = {"checkpoints", "adapter", "csv", "wandb", "tensorboard", ".hydra", ".submitit", "__pycache__"}
+
+
+def lora_label(lora: dict[str, Any] | None) -> str:
+    """Short name of a LoRA setting: ``r8-a16`` (rank 8, alpha 16), or ``full`` for full fine-tuning."""
+    if lora is None:
+        return "full"
+    alpha = lora.get("alpha")
+    alpha = int(alpha) if isinstance(alpha, float) and alpha.is_integer() else alpha
+    return f"r{lora.get('r')}-a{alpha}"
+
+
+@cache
+def paper_table() -> dict[str, Any]:
+    """The package's copy of the paper's Table 2 and the LoRA rank behind each LoRA row."""
+    return yaml.safe_load(resources.files("glue_lora.reports").joinpath("paper.yaml").read_text())
+
+
+def paper_score(task: str, model: str, lora: dict[str, Any] | None) -> float | None:
+    """Table 2's dev score (percent) for this task, model and LoRA setting; None where it has none.
+
+    A LoRA run is compared only when its rank is the one the paper used for that model.
+    """
+    paper = paper_table()
+    if lora is not None and (paper["lora"].get(model) or {}).get("r") != lora.get("r"):
+        return None
+    row = paper["table2"].get(f"{model}_{'full' if lora is None else 'lora'}") or {}
+    value = row.get(task)
+    return float(value) if value is not None else None
+
+
+@dataclass
+class Run:
+    """One run directory: finished (``results``), failed (``error``) or neither (running or killed)."""
+
+    path: Path
+    task: str
+    model: str
+    lora: dict[str, Any] | None
+    seed: Any
+    overrides: dict[str, str]
+    results: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.results is not None:
+            return "ok"
+        return "failed" if self.error is not None else "unfinished"
+
+    def metrics(self) -> dict[str, float]:
+        """Every dev metric at the best checkpoint, as fractions; MNLI's mismatched as ``<m>_mismatched``."""
+        assert self.results is not None
+        values = dict(self.results.get("dev") or {})
+        for key, split in self.results.items():
+            if key.startswith("dev_") and isinstance(split, dict):
+                values.update({f"{name}_{key[4:]}": v for name, v in split.items()})
+        return {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
+
+
+def write_failure(job_dir: str | Path, error: BaseException) -> None:
+    """Record in ``failed.json`` that the job in ``job_dir`` failed, with the first line of its error."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    atomic_write_json(Path(job_dir) / FAILED_FILE, {"error": f"{type(error).__name__}: {first}"[:500]})
+
+
+def _read_overrides(run_dir: Path) -> dict[str, str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    overrides = {}
+    for item in yaml.safe_load(path.read_text()) or []:
+        key, _, value = str(item).partition("=")
+        overrides[key.lstrip("+~")] = value
+    return overrides
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The composed config Hydra saved before the job ran (what a failed job was asked to do)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in (RESULTS_FILE, FAILED_FILE, ".hydra/config.yaml"))
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read one run directory (results.json, failed.json, .hydra/)."""
+    overrides = _read_overrides(run_dir)
+    results_path = run_dir / RESULTS_FILE
+    if results_path.is_file():
+        results = json.loads(results_path.read_text())
+        return Run(
+            run_dir,
+            results.get("task", "?"),
+            results.get("model", "?"),
+            results.get("lora"),
+            results.get("seed"),
+            overrides,
+            results=results,
+        )
+    config = _read_config(run_dir)
+    failed = run_dir / FAILED_FILE
+    error = json.loads(failed.read_text()).get("error", "") if failed.is_file() else None
+    return Run(
+        run_dir,
+        (config.get("task") or {}).get("name", overrides.get("task", "?")),
+        (config.get("model") or {}).get("name", overrides.get("model", "?")),
+        config.get("lora"),
+        config.get("seed", overrides.get("seed")),
+        overrides,
+        error=error,
+    )
+
+
+def find_runs(dirs: Iterable[str | Path]) -> list[Run]:
+    """Every run under ``dirs`` (each a run directory, a sweep directory, or any folder above them)."""
+    found: dict[Path, None] = {}
+    for top in dirs:
+        for root, subdirs, _ in os.walk(Path(top)):
+            here = Path(root)
+            if _is_run_dir(here):
+                found[here.resolve()] = None
+                subdirs.clear()
+            else:
+                subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
+    return [load_run(path) for path in found]
+
+
+@dataclass
+class Stats:
+    n: int
+    median: float
+    mean: float
+    std: float  # sample standard deviation (ddof=1); nan for a single run
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stats:
+        a = np.asarray(values, dtype=float)
+        std = float(np.std(a, ddof=1)) if len(a) > 1 else math.nan
+        return cls(len(a), float(np.median(a)), float(np.mean(a)), std, float(a.min()), float(a.max()))
+
+
+@dataclass
+class Configuration:
+    """The runs of one configuration and their statistics over seeds, in percent."""
+
+    task: str
+    model: str
+    lora: dict[str, Any] | None
+    swept: dict[str, str]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        parts = [self.model, lora_label(self.lora), *(f"{k}={v}" for k, v in self.swept.items())]
+        return " ".join(parts)
+
+    @property
+    def finished(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "ok"]
+
+    @property
+    def failed(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "failed"]
+
+    @property
+    def unfinished(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "unfinished"]
+
+    @property
+    def metric(self) -> str | None:
+        """The task's primary metric (from results.json, else the task table)."""
+        for run in self.finished:
+            return run.results["metric"]
+        spec = TASKS.get(self.task)
+        return spec.primary_metric if spec else None
+
+    def stats(self) -> dict[str, Stats]:
+        """Statistics of every dev metric over the finished runs (percent), primary metric first."""
+        values: dict[str, list[float]] = {}
+        for run in self.finished:
+            for name, value in run.metrics().items():
+                values.setdefault(name, []).append(100.0 * value)
+        order = sorted(values, key=lambda m: (m != self.metric, m))
+        return {m: Stats.of(values[m]) for m in order}
+
+    @property
+    def paper(self) -> float | None:
+        return paper_score(self.task, self.model, self.lora)
+
+    @property
+    def trainable(self) -> int | None:
+        counts = [r.results["params"]["trainable"] for r in self.finished if "params" in r.results]
+        return int(np.median(counts)) if counts else None
+
+
+def _task_order(task: str) -> int:
+    names = list(TASKS)
+    return names.index(task) if task in names else len(names)
+
+
+def _natural(value: str) -> tuple:
+    """Numbers in numeric order (2 before 10), then text."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def group_runs(runs: Sequence[Run]) -> list[Configuration]:
+    """Group runs into configurations; the overrides that differ between runs become columns."""
+    keys = sorted({k for run in runs for k in run.overrides})
+    swept = [
+        k
+        for k in keys
+        if k not in NOT_CONFIGURATION
+        and not k.startswith(NOT_CONFIGURATION_PREFIXES)
+        and len({run.overrides.get(k) for run in runs}) > 1
+    ]
+    groups: dict[tuple, Configuration] = {}
+    for run in runs:
+        values = {k: run.overrides.get(k, "") for k in swept}
+        # By label (rank, alpha): a failed job's config has no resolved targets, results.json does.
+        key = (run.task, run.model, lora_label(run.lora), tuple(values.items()))
+        groups.setdefault(key, Configuration(run.task, run.model, run.lora, values)).runs.append(run)
+    for config in groups.values():
+        config.runs.sort(key=lambda r: (str(r.seed), str(r.path)))
+
+    def order(c: Configuration) -> tuple:
+        rank = math.inf if c.lora is None else float(c.lora.get("r") or 0)
+        swept = tuple(_natural(v) for v in c.swept.values())
+        return (_task_order(c.task), c.task, c.model, rank, lora_label(c.lora), swept)
+
+    return sorted(groups.values(), key=order)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _error_lines(config: Configuration) -> str:
+    return " | ".join(f"{r.path.name}: {r.error}" for r in config.failed)
+
+
+def summary_csv(configs: Sequence[Configuration]) -> str:
+    """One row per configuration: primary-metric statistics, paper and difference, other metrics."""
+    swept = list(dict.fromkeys(k for c in configs for k in c.swept))
+    others = list(dict.fromkeys(m for c in configs for m in list(c.stats())[1:]))
+    header = [
+        "task",
+        "model",
+        "lora",
+        *swept,
+        "n",
+        "failed",
+        "unfinished",
+        "metric",
+        *STATS,
+        "paper",
+        "diff",
+        "trainable",
+        *(f"{m}_{s}" for m in others for s in STATS),
+        "errors",
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for c in configs:
+        stats = c.stats()
+        primary = stats.get(c.metric)
+        paper = c.paper
+        diff = primary.median - paper if primary and paper is not None else None
+        row = [c.task, c.model, lora_label(c.lora), *(c.swept.get(k, "") for k in swept)]
+        row += [len(c.finished), len(c.failed), len(c.unfinished), c.metric or ""]
+        row += [_fmt(getattr(primary, s)) if primary else "" for s in STATS]
+        row += [_fmt(paper, 1), _fmt(diff), c.trainable if c.trainable is not None else ""]
+        for m in others:
+            row += [_fmt(getattr(stats[m], s)) if m in stats else "" for s in STATS]
+        row.append(_error_lines(c))
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summary") -> str:
+    """A readable table of the same figures (one decimal, as in the paper), then failed jobs."""
+    swept = list(dict.fromkeys(k for c in configs for k in c.swept))
+    head = ["task", "model", "lora", *swept, "n", "metric", "median", "mean ± std", "min – max"]
+    head += ["paper", "Δ", "other dev metrics (median)"]
+    lines = [
+        f"# {title}",
+        "",
+        "Dev-set scores in percent over seeds (std: sample standard deviation). paper: Table 2 of "
+        "Hu et al. (2022), median over 5 seeds, where it reports this task, model and LoRA rank.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    for c in configs:
+        stats = c.stats()
+        p = stats.get(c.metric)
+        paper = c.paper
+        n = f"{len(c.finished)}" + (f" ({len(c.failed)} failed)" if c.failed else "")
+        n += f" ({len(c.unfinished)} unfinished)" if c.unfinished else ""
+        cells = [c.task, c.model, lora_label(c.lora), *(c.swept.get(k, "") for k in swept), n]
+        cells.append(c.metric or "")
+        if p:
+            spread = f"{p.mean:.1f} ± {p.std:.1f}" if p.n > 1 else f"{p.mean:.1f}"
+            cells += [f"{p.median:.1f}", spread, f"{p.min:.1f} – {p.max:.1f}"]
+        else:
+            cells += ["", "", ""]
+        cells.append(_fmt(paper, 1))
+        cells.append(f"{p.median - paper:+.1f}" if p and paper is not None else "")
+        cells.append(", ".join(f"{m} {s.median:.1f}" for m, s in list(stats.items())[1:]))
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [(c, r) for c in configs for r in c.failed]
+    if failed:
+        lines += ["", "## Failed jobs", ""]
+        for c, r in failed:
+            lines.append(f"- `{r.path}` ({c.task}, {c.label}, seed {r.seed}): {r.error}")
+    unfinished = [(c, r) for c in configs for r in c.unfinished]
+    if unfinished:
+        lines += ["", "## Unfinished jobs (running, or stopped without an error)", ""]
+        lines += [f"- `{r.path}` ({c.task}, {c.label}, seed {r.seed})" for c, r in unfinished]
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def write_summary(
+    out_dir: str | Path, configs: Sequence[Configuration], title: str = "Sweep summary"
+) -> None:
+    """Write summary.csv and summary.md into ``out_dir`` (each replaced atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(out_dir / SUMMARY_CSV, summary_csv(configs))
+    _atomic_write_text(out_dir / SUMMARY_MD, summary_markdown(configs, title))
+
+
+def summarise(
+    dirs: Iterable[str | Path], out_dir: str | Path, title: str = "Sweep summary"
+) -> list[Configuration]:
+    """Find every run under ``dirs``, group them, and write the summary files into ``out_dir``."""
+    configs = group_runs(find_runs(dirs))
+    write_summary(out_dir, configs, title)
+    return configs
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (jobs of a parallel sweep end at the same time)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: atomic replacement alone
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".summary.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

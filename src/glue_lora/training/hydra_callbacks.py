@@ -1,0 +1,230 @@
+"""Hydra callbacks: protect a run directory before a run; summarise a sweep after each of its jobs."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from glue_lora.utils.redact import secret_overrides
+
+log = logging.getLogger(__name__)
+
+# Files whose presence means a directory already holds a run.
+RUN_MARKERS = ("results.json", "checkpoints", "adapter")
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+class RunDirError(Exception):
+    """The run directory cannot be used as asked."""
+
+
+def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
+    # Hydra turns an exception in a callback into a warning and runs the job anyway; a refusal
+    # must stop the process instead, before Hydra creates or writes anything.
+    @functools.wraps(hook)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            hook(*args, **kwargs)
+        except RunDirError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def run_dir_of_checkpoint(ckpt_path: str) -> Path | None:
+    """The run directory that ``ckpt_path`` (a run directory or a .ckpt file) belongs to, if any."""
+    path = Path(ckpt_path).expanduser().absolute()
+    if path.is_dir():
+        return path
+    if path.is_file():
+        return path.parent.parent if path.parent.name == "checkpoints" else None
+    raise RunDirError(
+        f"ckpt_path={ckpt_path} does not exist. Give the directory of the run to resume (it holds "
+        f"{LAST_CHECKPOINT}) or one of its checkpoint files."
+    )
+
+
+def _user_set(config: DictConfig, key: str) -> bool:
+    overrides = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+    return any(str(o).lstrip("+").startswith(f"{key}=") for o in overrides)
+
+
+def _sweep_overrides(overrides: Any) -> set[str]:
+    return {str(o) for o in overrides or [] if not str(o).lstrip("+").startswith(("resume=", "ckpt_path="))}
+
+
+def _resume_sweep_hint(config: DictConfig) -> str:
+    """What to run to resume a sweep: the latest earlier sweep of the same overrides, where there is one.
+
+    Jobs live in ``<sweep dir>/<job number>``; the default sweep dir has the start time in its name,
+    so a re-run only finds the killed sweep's jobs when it is given that directory.
+    """
+    import yaml
+
+    wanted = _sweep_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    root = Path(str(config.hydra.sweep.dir)).parent.parent
+    candidates = []
+    for saved in [*root.glob("*/*/multirun.yaml"), *root.glob("*/multirun.yaml")]:
+        try:
+            task = (yaml.safe_load(saved.read_text()) or {})["hydra"]["overrides"]["task"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            continue
+        if _sweep_overrides(task) == wanted:
+            candidates.append(saved.parent)
+    found = max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+    hint = (
+        f"The latest sweep with these overrides is {found}: add hydra.sweep.dir={found}."
+        if found
+        else f"No earlier sweep with these overrides was found under {root}; add hydra.sweep.dir=<its dir>."
+    )
+    return (
+        "resume=true in a sweep (-m) continues an earlier sweep in its own directory, which the command "
+        f"must name (the default directory is new for every sweep). {hint} Finished jobs are then skipped, "
+        "killed ones resume from their last checkpoint, and the rest run."
+    )
+
+
+class ProtectRunDir(Callback):
+    """Keep every run in its own directory; a resumed run goes on in the directory of the killed one.
+
+    Without ``resume``/``ckpt_path`` a directory that already holds a run is refused. With them
+    the run directory becomes the checkpoint's, and Hydra writes this attempt's config to
+    ``.hydra/resume-<n>/`` so that ``.hydra/`` keeps the config the run started with.
+    Also refuses literal secrets on the command line (Hydra would save them in overrides.yaml).
+    """
+
+    @_exit_on_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_secret_overrides(config)
+        if config.get("resume") and not _user_set(config, "hydra.sweep.dir"):
+            raise RunDirError(_resume_sweep_hint(config))
+
+    @_exit_on_error
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_secret_overrides(config)
+        if config.get("dry_run") or os.environ.get("LOCAL_RANK", "0") != "0":
+            return  # a DDP worker that Lightning started joins the run directory of rank 0
+        if config.get("ckpt_path") or config.get("resume"):
+            self._prepare_resume(config)
+            return
+        run_dir = Path(str(config.hydra.run.dir))
+        taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
+        if taken:
+            raise RunDirError(
+                f"The run directory {run_dir} already holds a run ({', '.join(taken)}); it is left "
+                "untouched. Add resume=true to continue that run from its last checkpoint, or choose "
+                "another hydra.run.dir (or leave it at its default, which is new for every run)."
+            )
+
+    @staticmethod
+    def _prepare_resume(config: DictConfig) -> None:
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path:
+            run_dir = run_dir_of_checkpoint(str(ckpt_path))
+            if run_dir is None:  # a checkpoint outside any run: a new run starts from it
+                return
+            current = Path(str(config.hydra.run.dir)).expanduser().absolute()
+            if _user_set(config, "hydra.run.dir") and current != run_dir:
+                raise RunDirError(
+                    f"ckpt_path={ckpt_path} belongs to the run in {run_dir}, but hydra.run.dir={current}. "
+                    "Leave hydra.run.dir out: a resumed run goes on in its own directory."
+                )
+            with read_write(config.hydra.run):
+                config.hydra.run.dir = str(run_dir)
+        elif not _user_set(config, "hydra.run.dir"):
+            raise RunDirError(
+                "resume=true needs the directory of the run to continue: add "
+                "hydra.run.dir=<run dir> (or give ckpt_path=<run dir> instead of resume=true)."
+            )
+        run_dir = Path(str(config.hydra.run.dir))
+        subdir = config.hydra.output_subdir
+        if subdir is not None and (run_dir / str(subdir)).is_dir():
+            n = 1
+            while (run_dir / str(subdir) / f"resume-{n}").exists():
+                n += 1
+            with read_write(config.hydra):
+                config.hydra.output_subdir = f"{subdir}/resume-{n}"
+
+
+def _refuse_secret_overrides(config: DictConfig) -> None:
+    # unresolved: an override `key=${oc.env:NAME}` is saved as written, which is safe
+    found = secret_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    if found:
+        raise RunDirError(
+            f"The override(s) {found} put a secret on the command line, where Hydra would save it "
+            "in .hydra/overrides.yaml. Set it in the environment instead (e.g. WANDB_API_KEY, which "
+            "wandb reads itself) or reference it as ${oc.env:NAME}."
+        )
+
+
+class SweepSummary(Callback):
+    """Keep ``summary.csv`` and ``summary.md`` of a multirun up to date in its sweep directory.
+
+    Rewritten after every job, not only when the sweep ends: Hydra's BasicSweeper re-raises a failed
+    job's error once its batch is done, so ``on_multirun_end`` never runs for a sweep with a failure.
+    A failed job leaves ``failed.json`` (its error's first line) in its directory and is listed.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        if job_return.status == JobStatus.FAILED:
+            from glue_lora.reports.summary import write_failure
+
+            try:
+                # ``return_value`` would re-raise the error; the exception itself is what we record.
+                write_failure(config.hydra.runtime.output_dir, job_return._return_value)
+            except Exception as err:
+                log.warning("Could not record the failure in %s: %s", config.hydra.runtime.output_dir, err)
+        self._write(Path(str(config.hydra.sweep.dir)))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._write(Path(str(config.hydra.sweep.dir)))
+
+    @staticmethod
+    def _write(sweep_dir: Path) -> None:
+        from glue_lora.reports.summary import SUMMARY_MD, locked, summarise
+
+        try:
+            with locked(sweep_dir):
+                summarise([sweep_dir], sweep_dir, title=f"Sweep {sweep_dir}")
+            log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
+        except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
+            log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)
+
+
+class OneGpuPerJob(Callback):
+    """In a sweep on a machine with several GPUs, give each job process a GPU of its own.
+
+    With ``hydra/launcher=joblib hydra.launcher.n_jobs=<number of GPUs>`` that many jobs run at
+    once, one per GPU (see ``glue_lora.training.gpus``). Jobs that ask for several devices, or for the CPU,
+    are left alone; so is a machine with one GPU, and a SLURM job (SLURM already gives each job its
+    GPUs). ``hydra.callbacks.gpu_per_job.enabled=false`` turns it off.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if not self.enabled or config.hydra.mode != RunMode.MULTIRUN:
+            return
+        trainer = config.get("trainer") or {}
+        if trainer.get("devices", 1) != 1 or str(trainer.get("accelerator", "auto")) == "cpu":
+            return
+        from glue_lora.training.gpus import pin_job_to_gpu
+
+        pin_job_to_gpu(int(config.hydra.job.num))

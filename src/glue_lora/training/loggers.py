@@ -1,0 +1,97 @@
+"""The run's Lightning loggers (``cfg.logger``): each gets the resolved config; W&B runs of one
+configuration share a group, end with a summary of the results, and never stop a run that cannot log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from glue_lora.reports.summary import lora_label
+from glue_lora.settings.validation import lora_dict
+from glue_lora.utils.redact import redact
+
+log = logging.getLogger(__name__)
+
+
+def run_group(cfg: DictConfig) -> str:
+    """``<task>-<model>-<lora>``, e.g. ``rte-roberta_base-r8-a16``: the seeds of one configuration."""
+    return f"{cfg.task.name}-{cfg.model.name}-{lora_label(lora_dict(cfg))}"
+
+
+def _is_wandb(obj: Any) -> bool:
+    target = obj.get("_target_", "") if isinstance(obj, DictConfig) else type(obj).__name__
+    return str(target).endswith("WandbLogger")
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """Instantiate every logger of ``cfg.logger`` and log the fully resolved config to each."""
+    from hydra.utils import instantiate
+
+    config = redact(OmegaConf.to_container(cfg, resolve=True))  # no API key or token in any log
+    loggers = []
+    for conf in (cfg.get("logger") or {}).values():
+        logger = _start_wandb(conf, cfg) if _is_wandb(conf) else instantiate(conf)
+        if logger is None:
+            continue
+        logger.log_hyperparams(config)
+        loggers.append(logger)
+    return loggers
+
+
+def _start_wandb(conf: DictConfig, cfg: DictConfig) -> Any | None:
+    """A started WandbLogger; if W&B cannot start (no login, no network), an offline one; else None."""
+    from hydra.utils import instantiate
+
+    try:
+        import wandb
+    except ImportError:
+        log.warning("W&B logging is off: wandb is not installed (pip install wandb); CSV logs are kept.")
+        return None
+    if wandb.run is not None:  # left open by an earlier run of this process that failed
+        wandb.finish(exit_code=1)
+    names: dict[str, Any] = {}
+    if conf.get("group") is None:
+        names["group"] = run_group(cfg)
+    if conf.get("name") is None:
+        names["name"] = f"{names.get('group', conf.get('group'))}-seed{cfg.seed}"
+    attempts = [{}] if conf.get("mode") == "offline" else [{}, {"mode": "offline"}]
+    for extra in attempts:
+        try:
+            logger = instantiate(conf, **names, **extra)
+            logger.experiment  # noqa: B018  (starts the run now: a login problem shows before training)
+            return logger
+        except Exception as err:
+            if wandb.run is not None:
+                wandb.finish(exit_code=1)
+            fallback = "logging offline instead" if not extra and len(attempts) > 1 else "W&B logging is off"
+            log.warning(
+                "W&B could not start (%s: %s); %s. CSV logs are kept.", type(err).__name__, err, fallback
+            )
+    return None
+
+
+def wandb_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """What a W&B run's summary holds: the best dev metrics, parameter counts, throughput and memory."""
+    from glue_lora.training.module import SPLIT_PREFIX, SPLIT_RESULT_KEY
+
+    prefix = {SPLIT_RESULT_KEY[split]: SPLIT_PREFIX[split] for split in SPLIT_RESULT_KEY}
+    summary: dict[str, Any] = {"best/score": results["score"], "best/metric": results["metric"]}
+    for key, split_prefix in prefix.items():
+        for name, value in (results.get(key) or {}).items():
+            summary[f"best/{split_prefix}/{name}"] = value
+    summary.update({f"best/{k}": v for k, v in (results.get("best") or {}).items()})
+    for section in ("params", "train"):
+        summary.update({f"{section}/{k}": v for k, v in (results.get(section) or {}).items()})
+    return summary
+
+
+def finish_loggers(loggers: list[Any], results: dict[str, Any]) -> None:
+    """Close W&B runs with the results in their summary (call on global rank zero)."""
+    for logger in loggers:
+        if _is_wandb(logger):
+            run = logger.experiment
+            run.summary.update(wandb_summary(results))
+            run.finish()

@@ -1,0 +1,308 @@
+"""Continuing a killed run: which checkpoint, whether the config still matches, exact state.
+
+Lightning restores weights, optimizer, scheduler, loop counters and (through
+``data.ResumableDataLoader``) the place inside the epoch. This module adds what it leaves out:
+the random generators (dropout), the config the run started with (a resume with another config
+is refused), a checkpoint on SIGTERM, and the CSV log trimmed to the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from glue_lora.data.datamodule import ResumableDataLoader
+from glue_lora.training.checkpointing import LAST, load_checkpoint
+from glue_lora.training.csv_logger import CSVLogger
+from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.redact import redact
+
+log = logging.getLogger(__name__)
+
+# Settings that may differ between a run and its resumption: they change nothing that is trained.
+MAY_CHANGE_ON_RESUME = (
+    "resume",
+    "ckpt_path",
+    "dry_run",
+    "checkpoint",
+    "logger",
+    "paths.output_dir",
+    "paths.cache_dir",
+    "data.cache_dir",
+    "data.num_workers",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+)
+# Exit status after a SIGTERM, as a shell reports a process that the signal ended.
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+CHECKPOINT_KEY = "glue_lora"
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, secrets masked: what checkpoints record of a run."""
+    return redact(OmegaConf.to_container(cfg, resolve=True))
+
+
+def checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> Path | None:
+    """The checkpoint that ``resume``/``ckpt_path`` asks for, or None for a run from scratch."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        path = Path(str(ckpt_path)).expanduser()
+        path = path / "checkpoints" / LAST if path.is_dir() else path
+        if not path.is_file():
+            raise ConfigError(
+                f"ckpt_path={ckpt_path}: there is no checkpoint {path}. Give a run directory that "
+                f"holds checkpoints/{LAST}, or a .ckpt file."
+            )
+        return path
+    if cfg.get("resume"):
+        path = out_dir / "checkpoints" / LAST
+        if path.is_file():
+            return path
+        log.warning(
+            "resume=true but %s holds no checkpoint yet: training starts from the beginning.", out_dir
+        )
+    return None
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Settings (dotted keys) whose values differ, except those in ``MAY_CHANGE_ON_RESUME``."""
+    before, after = _flatten(old), _flatten(new)
+    changed = []
+    for key in sorted(set(before) | set(after)):
+        if any(key == k or key.startswith(f"{k}.") for k in MAY_CHANGE_ON_RESUME):
+            continue
+        if before.get(key, "<unset>") != after.get(key, "<unset>"):
+            changed.append(f"{key}: {before.get(key, '<unset>')!r} -> {after.get(key, '<unset>')!r}")
+    return changed
+
+
+def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """Refuse a checkpoint that was not written by train.py or was trained with another config."""
+    record = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(record, dict) or "config" not in record:
+        raise ConfigError(
+            f"{path} was not written by glue-lora's train.py (it has no record of its run's config), "
+            "so it cannot be resumed. Give the checkpoint of a glue-lora run, or start a new run."
+        )
+    changes = config_changes(record["config"], run_config(cfg))
+    if changes:
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise ConfigError(
+            f"Refusing to resume from {path}: the config differs from the one the run was trained with "
+            f"({shown}). Resume with the original settings (the run's .hydra/config.yaml and "
+            ".hydra/overrides.yaml), or start a new run in a new directory to train with new ones."
+        )
+
+
+RESULTS = "results.json"
+RUN_MARKERS = (RESULTS, "checkpoints", "adapter")
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """With ``resume=true``, the results of a run that already finished in ``out_dir`` with this config.
+
+    A re-run sweep with ``resume=true`` thus skips its finished jobs (their results.json stays as it
+    is), resumes its killed ones from ``last.ckpt`` and runs the rest. A finished run of another
+    config is refused, naming what differs. Without ``resume``, a sweep job whose directory already
+    holds a run is refused (a single run is refused earlier, by ``ProtectRunDir``).
+    """
+    results_path = out_dir / RESULTS
+    if not cfg.get("resume"):
+        taken = [m for m in RUN_MARKERS if (out_dir / m).exists()]
+        if taken and _in_multirun():
+            raise ConfigError(
+                f"The job directory {out_dir} already holds a run ({', '.join(taken)}); it is left "
+                "untouched. To continue that sweep, re-run the same command with resume=true (finished "
+                "jobs are skipped, killed ones resume from their last checkpoint); for a new sweep, give "
+                "another hydra.sweep.dir (or leave it at its default, which is new for every sweep)."
+            )
+        return None
+    if not results_path.is_file():
+        return None
+    import json
+
+    results = json.loads(results_path.read_text())
+    recorded = results.get("config")
+    if recorded is None and (out_dir / "checkpoints" / LAST).is_file():  # results.json of an older version
+        recorded = (load_checkpoint(out_dir / "checkpoints" / LAST).get(CHECKPOINT_KEY) or {}).get("config")
+    if recorded is None:
+        raise ConfigError(
+            f"{results_path} records no config, so resume=true cannot tell whether it is this run. Move "
+            "that directory away to train again, or leave resume out."
+        )
+    changes = config_changes(recorded, run_config(cfg))
+    if changes:
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise ConfigError(
+            f"{out_dir} holds a finished run of another config ({shown}); it is left untouched. Resume "
+            "with the original settings (the run's .hydra/config.yaml and .hydra/overrides.yaml; in a "
+            "sweep, exactly the same command and hydra.sweep.dir), or start a new run in a new "
+            "directory (a new hydra.sweep.dir for a different sweep)."
+        )
+    print(f"already finished with this config: {results_path} (resume=true skips it)")
+    return results
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    path: Path
+    global_step: int  # optimizer steps the checkpoint holds
+
+
+def prepare_resume(cfg: DictConfig, out_dir: Path) -> ResumePoint | None:
+    """The checkpoint to resume from, after checking that it is safe to load and matches ``cfg``."""
+    path = checkpoint_to_resume(cfg, out_dir)
+    if path is None:
+        return None
+    checkpoint = load_checkpoint(path)
+    check_resumable(checkpoint, cfg, path)
+    step = int(checkpoint.get("global_step", 0))
+    print(f"resuming from {path} (epoch {checkpoint.get('epoch')}, step {step})")
+    return ResumePoint(path, step)
+
+
+def _rng_states() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # as a tensor: torch.load(weights_only=True) refuses numpy arrays
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class RunState(L.Callback):
+    """Records in every checkpoint what Lightning leaves out but an exact resume needs.
+
+    - the random generators' states (dropout draws from them), restored on resume;
+    - the place in the epoch of the training loader (``data.ResumableDataLoader``). Lightning has
+      a mechanism for this, but it sets the loader up to estimate the number of steps before it
+      loads the checkpoint and then never hands the loader its state; this callback does;
+    - the run's resolved config (``checkpoint["glue_lora"]["config"]``), compared on resume.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self._loader_state: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_states()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "rng" in state_dict:
+            _set_rng_states(state_dict["rng"])
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        record: dict[str, Any] = {"config": self.config}
+        loader = trainer.train_dataloader
+        if isinstance(loader, ResumableDataLoader):
+            record["train_loader"] = loader.state_dict()
+        checkpoint[CHECKPOINT_KEY] = record
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._loader_state = checkpoint.get(CHECKPOINT_KEY, {}).get("train_loader")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if self._loader_state is not None and isinstance(loader, ResumableDataLoader):
+            loader.load_state_dict(self._loader_state)  # before its first batch is drawn
+        self._loader_state = None
+
+
+class SaveOnSigterm(L.Callback):
+    """On SIGTERM (what SLURM and most schedulers send before a kill) save ``last.ckpt``, then stop.
+
+    Lightning notices the signal after the current batch and stops with ``SIGTERMException``; this
+    saves the finished steps, so a resumed run repeats none of them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        if not trainer.training or trainer.sanity_checking:
+            log.warning("SIGTERM during validation: keeping the previous checkpoint %s.", self.path)
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        if trainer.is_global_zero:
+            print(
+                f"SIGTERM: saved {self.path} at step {trainer.global_step}; continue with resume=true "
+                f"hydra.run.dir={self.path.parent.parent}",
+                flush=True,
+            )
+
+
+def reliability_callbacks(cfg: DictConfig, out_dir: Path) -> list[L.Callback]:
+    """The callbacks for exact resumption, a checkpoint on SIGTERM and a stop on a non-finite loss."""
+    from glue_lora.training.guards import NonFiniteLossGuard
+
+    return [RunState(run_config(cfg)), SaveOnSigterm(out_dir / "checkpoints" / LAST), NonFiniteLossGuard()]
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, resume: ResumePoint | None) -> None:
+    """``trainer.fit``, continuing from ``resume`` if given; after SIGTERM exit with status 143.
+
+    When resuming, CSV logs lose their rows of the steps after the checkpoint (they are trained
+    again and logged again).
+    """
+    if resume is not None:
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.drop_rows_from(resume.global_step)
+    try:
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(resume.path) if resume else None,
+            weights_only=True,
+        )
+    except SIGTERMException:
+        raise SystemExit(SIGTERM_EXIT_CODE) from None
