@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model, save_adapter, set_determinism
+from glue_lora.model.build import build_model
+from glue_lora.train import save_adapter, set_determinism
 from tests.conftest import compose_train
 
 

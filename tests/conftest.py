@@ -60,7 +60,7 @@ def flag_twins(model: str, flag: str) -> tuple[Any, Any]:
     import torch
 
     from glue_lora.data.tasks import get_task
-    from glue_lora.train import build_model
+    from glue_lora.model.build import build_model
 
     torch.manual_seed(0)
     off = build_model(compose_train([f"model={model}", f"model.{flag}=false"]), get_task("sst2"))

@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from glue_lora.bench.command import FIGURES, format_table, main, parse_args
+from glue_lora.bench.command import main, parse_args
 from glue_lora.bench.common import TRAIN_SETTINGS, Job
 from glue_lora.bench.flops import add_mfu, flops_report, matmul_weights
+from glue_lora.bench.table import FIGURES, format_table
 from tests.conftest import CONF
 
 TINY_BENCH = ["model=tiny_roberta", "trainer.enable_progress_bar=false"]

@@ -10,8 +10,9 @@ import torch
 from transformers import AutoConfig, DataCollatorWithPadding
 
 from glue_lora.data.collate import PadCollator
-from glue_lora.data.datamodule import TokenizedSplit, read_split, tokenize_rows
+from glue_lora.data.reading import read_split
 from glue_lora.data.tasks import get_task
+from glue_lora.data.tokenized import TokenizedSplit, tokenize_rows
 from glue_lora.model.backbone import build_tokenizer
 from tests.conftest import REAL_GLUE, ROOT
 
@@ -81,7 +82,7 @@ def test_tokenized_split_rows_and_columns():
 
 def test_pad_to_multiple_of_reaches_the_training_collator():
     """data.pad_to_multiple_of rounds each batch's length up (few shapes for torch.compile)."""
-    from glue_lora.train import build_datamodule
+    from glue_lora.data.datamodule import build_datamodule
     from tests.conftest import compose_train
 
     cfg = compose_train(["model=tiny_roberta", "data.pad_to_multiple_of=16"])

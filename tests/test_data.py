@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from glue_lora.data.datamodule import GlueDataModule, carve_dev, read_split, read_split_file, tokenize_rows
+from glue_lora.data.datamodule import GlueDataModule
+from glue_lora.data.reading import carve_dev, read_split, read_split_file
 from glue_lora.data.sampler import EpochBatchSampler
 from glue_lora.data.tasks import TASKS, get_task
+from glue_lora.data.tokenized import tokenize_rows
 from glue_lora.model.backbone import resolve_source
 from glue_lora.utils.errors import ConfigError, DataError
 from tests.fixtures import write_glue_task

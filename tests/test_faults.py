@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from glue_lora.adapters.init_adapter import prepare_init_adapter
+from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.merge import main as merge_main
 from glue_lora.adapters.merge import merge_adapter
 from glue_lora.adapters.predictor import Predictor
-from glue_lora.adapters.record import load_model
-from glue_lora.data.datamodule import read_split_file, read_split_from_hub
+from glue_lora.data.reading import read_split_file, read_split_from_hub
 from glue_lora.data.tasks import get_task
 from glue_lora.train import run
 from glue_lora.utils import artifacts, diskspace

@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import batch_plan, build_model
+from glue_lora.model.build import build_model
+from glue_lora.train import batch_plan
 from glue_lora.train import run as train
 from glue_lora.training.batching import plan_batches, trainer_batch_arguments
 from glue_lora.training.module import warmup_steps
@@ -228,8 +229,8 @@ def test_reference_procedure_turns_off_every_deviation_of_ours():
 
 
 def test_reference_procedure_batches_in_random_order_padded_to_max_length(glue_fixtures, token_cache):
+    from glue_lora.data.datamodule import build_datamodule
     from glue_lora.model.backbone import build_tokenizer
-    from glue_lora.train import build_datamodule
 
     cfg = compose_tiny_run(
         glue_fixtures, token_cache, None, ["task=rte", "procedure=reference", "data.max_length=64"]

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model, run
+from glue_lora.model.build import build_model
+from glue_lora.train import run
 from tests.conftest import compose_tiny_run, compose_train
 
 

@@ -16,7 +16,9 @@ import torch
 from safetensors.torch import save_file
 
 from glue_lora.bench.flops import flops_report
-from glue_lora.bench.gpu_report import SECTIONS, main, safetensors_dtypes, training_run
+from glue_lora.bench.gpu_report import main
+from glue_lora.bench.gpu_runs import safetensors_dtypes, training_run
+from glue_lora.bench.gpu_sections import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

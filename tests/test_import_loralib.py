@@ -9,9 +9,10 @@ import pytest
 import torch
 from peft import PeftModel
 
-from glue_lora.__main__ import main as glue_lora
 from glue_lora.adapters.import_loralib import import_loralib
-from glue_lora.adapters.record import build_base, load_model, read_adapter
+from glue_lora.adapters.loading import build_base, load_model
+from glue_lora.adapters.record import read_adapter
+from glue_lora.commands import main as glue_lora
 from glue_lora.utils.errors import DataError
 from tests.adapter_fixtures import tokens
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from glue_lora.adapters.init_adapter import load_init_adapter, prepare_init_adapter
 from glue_lora.adapters.record import PEFT_PREFIX
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model, run, set_determinism
+from glue_lora.model.build import build_model
+from glue_lora.train import run, set_determinism
 from glue_lora.utils.errors import ConfigError
 from tests.adapter_fixtures import make_adapter
 from tests.conftest import TINY, compose_train

@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from glue_lora.data.tasks import get_task
 from glue_lora.model.backbone import build_backbone
+from glue_lora.model.build import build_model
 from glue_lora.model.lora import apply_lora, count_parameters, validate_lora_config
-from glue_lora.train import build_model
 from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_train
 

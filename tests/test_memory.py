@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model, run
+from glue_lora.model.build import build_model
+from glue_lora.train import run
 from glue_lora.utils.memory import memory_figures, optimizer_state_bytes
 from tests.conftest import TINY, compose_tiny_run, compose_train
 from tests.test_collate import shared_roberta_tokenizer_dir

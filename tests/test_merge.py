@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from glue_lora.__main__ import main as glue_lora
+from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.merge import compare_speed
-from glue_lora.adapters.record import load_model
+from glue_lora.commands import main as glue_lora
 from tests.adapter_fixtures import make_adapter, tokens
 
 

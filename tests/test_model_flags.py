@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model, run
+from glue_lora.model.build import build_model
+from glue_lora.train import run
 from tests.conftest import compose_tiny_run, compose_train, eval_logits_and_grads, flag_twins
 
 

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model
+from glue_lora.model.build import build_model
 from glue_lora.training.param_groups import param_groups, parameter_location, tier_table
 from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_train

@@ -15,14 +15,17 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from glue_lora.data.datamodule import GlueDataModule, read_split
+from glue_lora.data.datamodule import GlueDataModule
+from glue_lora.data.reading import read_split
 from glue_lora.data.tasks import get_task
 from glue_lora.evaluate import write_predictions
-from glue_lora.reports.study import adamw_state_mb, load_results, study_table
+from glue_lora.model.build import build_model
+from glue_lora.reports.study import load_results, study_table
 from glue_lora.reports.study import main as study_main
-from glue_lora.train import build_model, run
+from glue_lora.train import run
 from glue_lora.training.module import build_schedule
 from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.memory import adamw_state_mb
 from tests.conftest import CONF, TINY, compose_train, run_cli
 
 # The shared data holds AG News beside GLUE; AG_NEWS_DIR points elsewhere.
@@ -320,7 +323,7 @@ def test_study_table_reads_as_the_issue_asks():
 
 
 def test_study_command_is_listed(capsys):
-    from glue_lora.__main__ import main
+    from glue_lora.commands import main
 
     assert main(["--help"]) == 0
     assert "study" in capsys.readouterr().err

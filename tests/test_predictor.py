@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import glue_lora
-from glue_lora.adapters.record import build_base, load_model
+from glue_lora.adapters.loading import build_base, load_model
 from glue_lora.utils.errors import ConfigError
 from tests.adapter_fixtures import make_adapter
 

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from glue_lora.data.tasks import get_task
+from glue_lora.model.build import build_model
 from glue_lora.settings.validation import validate
-from glue_lora.train import build_model, run
+from glue_lora.train import run
 from glue_lora.training.module import GlueLoRAModule
 from glue_lora.training.regularizers import TrainingLoss, cutoff, js_divergence, symmetric_kl
 from glue_lora.utils.errors import ConfigError

@@ -6,7 +6,7 @@ import random
 
 from scipy.stats import spearmanr
 
-from glue_lora.data.datamodule import read_split
+from glue_lora.data.reading import read_split
 from glue_lora.data.sampler import EpochBatchSampler
 from glue_lora.data.tasks import get_task
 from tests.test_collate import minilm_tokenizer

@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from glue_lora.__main__ import main as cli_main
+from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.merge import merge_adapter
 from glue_lora.adapters.model_card import CARD, adapter_card, parse
 from glue_lora.adapters.predictor import Predictor
-from glue_lora.adapters.record import load_model
+from glue_lora.commands import main as cli_main
 from glue_lora.data.tasks import get_task
 from glue_lora.train import run
 from tests.adapter_fixtures import make_adapter

@@ -12,19 +12,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from glue_lora.__main__ import main as glue_lora_main
+from glue_lora.commands import main as glue_lora_main
 from glue_lora.data.tasks import TASKS
-from glue_lora.reports.summary import (
-    SUMMARY_CSV,
-    SUMMARY_MD,
-    find_runs,
-    group_runs,
-    lora_label,
-    paper_score,
-    paper_table,
-    summarise,
-    write_failure,
-)
+from glue_lora.reports.paper import paper_score, paper_table
+from glue_lora.reports.runs import find_runs, write_failure
+from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, group_runs, summarise
+from glue_lora.settings.lora import lora_label
 from tests.conftest import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

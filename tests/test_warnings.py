@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from glue_lora.data.tasks import get_task
-from glue_lora.train import build_model
+from glue_lora.model.build import build_model
 from glue_lora.training.metrics import build_metrics
 from glue_lora.utils.quiet import KNOWN_WARNINGS, silence_known_warnings
 from tests.conftest import ROOT, TINY, compose_train, run_cli

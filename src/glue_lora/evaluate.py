@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from glue_lora.adapters.record import AdapterInfo, load_model, read_adapter
+from glue_lora.adapters.loading import load_model
+from glue_lora.adapters.record import AdapterInfo, read_adapter
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import check_max_length
 from glue_lora.training.metrics import build_metrics, predictions_from_logits

@@ -17,16 +17,12 @@ from glue_lora.adapters.model_card import CARD, adapter_card, shareable_base
 from glue_lora.adapters.record import RECORD, adapter_record, shared_base_name
 from glue_lora.data.source import check_data_source
 from glue_lora.data.tasks import TaskSpec, get_task
-from glue_lora.model.backbone import (
-    build_backbone,
-    build_tokenizer,
-    check_max_length,
-    check_vocabulary,
-    maybe_compile,
-)
-from glue_lora.model.lora import ParamCounts, apply_lora, check_budget, count_parameters, init_lora_a
+from glue_lora.model.backbone import build_tokenizer, check_max_length, check_vocabulary
+from glue_lora.model.build import build_model
+from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
+from glue_lora.settings.lora import lora_dict
 from glue_lora.settings.recipes import describe_recipe
-from glue_lora.settings.validation import lora_dict, validate
+from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.training.param_groups import tier_table
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
@@ -52,21 +48,6 @@ def set_determinism(seed: int, deterministic: bool) -> None:
 def batch_plan(cfg: DictConfig) -> BatchPlan:
     """Per-device batch, devices and the accumulation that reaches ``data.global_batch_size``."""
     return plan_batches(cfg.data.batch_size, cfg.data.get("global_batch_size"), trainer_settings(cfg.trainer))
-
-
-def build_model(cfg: DictConfig, spec: TaskSpec, device: str | None = None) -> torch.nn.Module:
-    """The backbone with its task head, wrapped with LoRA unless ``lora=none``."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
-    lora = lora_dict(cfg)
-    model = apply_lora(backbone, lora, model_cfg["lora_targets"], model_cfg["trained_in_full"])
-    if lora is not None:
-        init_lora_a(model, model_cfg.get("lora_a_init") or "kaiming_uniform")
-    if model_cfg.get("fused_lora") and lora is not None:
-        from glue_lora.model.fused_lora import fuse_lora_updates
-
-        fuse_lora_updates(model)
-    return maybe_compile(model, model_cfg)
 
 
 def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Module, plan: BatchPlan) -> None:
@@ -102,31 +83,6 @@ def progress_bar_enabled(setting: bool | str) -> bool:
     return bool(setting)
 
 
-def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> Any:
-    """The task's data module as the ``data`` and ``task`` config groups describe it."""
-    from glue_lora.data.datamodule import GlueDataModule
-
-    return GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        cache_dir=cfg.data.cache_dir,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-        sampler=cfg.data.get("sampler", "length_grouped"),
-        padding=cfg.data.get("padding", "longest"),
-        pad_to_multiple_of=cfg.data.get("pad_to_multiple_of"),
-        dev_from_train=bool(cfg.data.get("dev_from_train", False)),
-    )
-
-
 def _best_entry(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement);
     # an undefined score (NaN: Pearson of a constant output) is never the best, as there.
@@ -154,18 +110,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     from hydra.utils import instantiate
 
+    from glue_lora.data.datamodule import build_datamodule
     from glue_lora.training.callbacks import ThroughputMeter
     from glue_lora.training.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
     from glue_lora.training.loggers import build_loggers, finish_loggers
     from glue_lora.training.module import SPLIT_RESULT_KEY, GlueLoRAModule
     from glue_lora.training.regularizers import TrainingLoss
-    from glue_lora.training.resume import (
-        finished_results,
-        fit,
-        prepare_resume,
-        reliability_callbacks,
-        run_config,
-    )
+    from glue_lora.training.reliability import reliability_callbacks
+    from glue_lora.training.resume import finished_results, fit, prepare_resume, run_config
 
     out_dir = Path(cfg.paths.output_dir)
     if (done := finished_results(cfg, out_dir)) is not None:

@@ -25,13 +25,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from glue_lora.adapters.record import (
-    ADAPTER_WEIGHTS,
-    PEFT_PREFIX,
-    RECORD,
-    adapter_record,
-    state_dict_differences,
-)
+from glue_lora.adapters.loading import state_dict_differences
+from glue_lora.adapters.record import ADAPTER_WEIGHTS, PEFT_PREFIX, RECORD, adapter_record
 from glue_lora.data.tasks import get_task
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, DataError, GlueLoraError

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, head_module_of, load_weights, read_adapter
+from glue_lora.adapters.loading import head_module_of, load_weights
+from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, read_adapter
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.utils.errors import ConfigError
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.model_card import CARD, hub_base, merged_card
-from glue_lora.adapters.record import RECORD, AdapterInfo, load_model
+from glue_lora.adapters.record import RECORD, AdapterInfo
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, GlueLoraError
 

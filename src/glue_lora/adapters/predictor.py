@@ -18,15 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from glue_lora.adapters.record import (
-    PEFT_PREFIX,
-    AdapterInfo,
-    build_base,
-    build_tokenizer_for,
-    head_module_of,
-    load_weights,
-    read_adapter,
-)
+from glue_lora.adapters.loading import build_base, build_tokenizer_for, head_module_of, load_weights
+from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, read_adapter
 from glue_lora.utils.errors import ConfigError, DataError
 
 # The fields of a model config that decide the base weights (head settings such as cls_dropout don't).

@@ -17,11 +17,11 @@ import torch
 from omegaconf import OmegaConf
 
 from glue_lora.bench.common import Job, compose_config, resolve_device
+from glue_lora.data.datamodule import build_datamodule
 from glue_lora.data.tasks import get_task
 from glue_lora.model.backbone import build_backbone, build_tokenizer
 from glue_lora.model.lora import apply_lora
-from glue_lora.settings.validation import lora_dict
-from glue_lora.train import build_datamodule
+from glue_lora.settings.lora import lora_dict
 
 
 def _pass_seconds(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], autocast: Any) -> float:

@@ -36,11 +36,12 @@ from glue_lora.bench.common import (
     reset_peak_memory,
     resolve_device,
 )
-from glue_lora.data.datamodule import GlueDataModule, Rows
+from glue_lora.data.datamodule import GlueDataModule
+from glue_lora.data.reading import Rows
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import build_config, build_tokenizer, resolve_source
 from glue_lora.model.lora import lora_peft_config
-from glue_lora.settings.validation import lora_dict
+from glue_lora.settings.lora import lora_dict
 from glue_lora.training.metrics import build_metrics, predictions_from_logits
 from glue_lora.training.module import warmup_steps
 

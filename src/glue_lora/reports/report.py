@@ -15,15 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from glue_lora.reports.summary import (
-    SUMMARY_CSV,
-    SUMMARY_MD,
-    Configuration,
-    Run,
-    lora_label,
-    paper_table,
-    summarise,
-)
+from glue_lora.reports.paper import paper_table
+from glue_lora.reports.runs import Run
+from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, Configuration, summarise
+from glue_lora.settings.lora import lora_label
 
 CURVES_PNG = "curves.png"
 PARAMS_PNG = "params.png"

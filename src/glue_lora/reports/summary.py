@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from glue_lora.data.tasks import TASKS
-from glue_lora.utils.artifacts import atomic_open, atomic_write_json
+from glue_lora.reports.paper import paper_score
+from glue_lora.reports.runs import Run, find_runs
+from glue_lora.settings.lora import lora_label
+from glue_lora.utils.artifacts import atomic_open
 
-RESULTS_FILE = "results.json"
-FAILED_FILE = "failed.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 STATS = ("median", "mean", "std", "min", "max")
@@ -46,136 +42,6 @@ NOT_CONFIGURATION = (
     "ckpt_path",
 )
 NOT_CONFIGURATION_PREFIXES = ("paths.", "hydra.", "logger.", "data.cache_dir", "trainer.enable_")
-# Folders inside a run directory that never hold another run.
-SKIP_DIRS = {"checkpoints", "adapter", "csv", "wandb", "tensorboard", ".hydra", ".submitit", "__pycache__"}
-
-
-def lora_label(lora: dict[str, Any] | None) -> str:
-    """Short name of a LoRA setting: ``r8-a16`` (rank 8, alpha 16), or ``full`` for full fine-tuning."""
-    if lora is None:
-        return "full"
-    alpha = lora.get("alpha")
-    alpha = int(alpha) if isinstance(alpha, float) and alpha.is_integer() else alpha
-    return f"r{lora.get('r')}-a{alpha}"
-
-
-@cache
-def paper_table() -> dict[str, Any]:
-    """The package's copy of the paper's Table 2 and the LoRA rank behind each LoRA row."""
-    return yaml.safe_load(resources.files("glue_lora.reports").joinpath("paper.yaml").read_text())
-
-
-def paper_score(task: str, model: str, lora: dict[str, Any] | None) -> float | None:
-    """Table 2's dev score (percent) for this task, model and LoRA setting; None where it has none.
-
-    A LoRA run is compared only when its rank is the one the paper used for that model.
-    """
-    paper = paper_table()
-    if lora is not None and (paper["lora"].get(model) or {}).get("r") != lora.get("r"):
-        return None
-    row = paper["table2"].get(f"{model}_{'full' if lora is None else 'lora'}") or {}
-    value = row.get(task)
-    return float(value) if value is not None else None
-
-
-@dataclass
-class Run:
-    """One run directory: finished (``results``), failed (``error``) or neither (running or killed)."""
-
-    path: Path
-    task: str
-    model: str
-    lora: dict[str, Any] | None
-    seed: Any
-    overrides: dict[str, str]
-    results: dict[str, Any] | None = None
-    error: str | None = None
-
-    @property
-    def status(self) -> str:
-        if self.results is not None:
-            return "ok"
-        return "failed" if self.error is not None else "unfinished"
-
-    def metrics(self) -> dict[str, float]:
-        """Every dev metric at the best checkpoint, as fractions; MNLI's mismatched as ``<m>_mismatched``."""
-        assert self.results is not None
-        values = dict(self.results.get("dev") or {})
-        for key, split in self.results.items():
-            if key.startswith("dev_") and isinstance(split, dict):
-                values.update({f"{name}_{key[4:]}": v for name, v in split.items()})
-        return {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
-
-
-def write_failure(job_dir: str | Path, error: BaseException) -> None:
-    """Record in ``failed.json`` that the job in ``job_dir`` failed, with the first line of its error."""
-    lines = str(error).strip().splitlines()
-    first = lines[0] if lines else ""
-    atomic_write_json(Path(job_dir) / FAILED_FILE, {"error": f"{type(error).__name__}: {first}"[:500]})
-
-
-def _read_overrides(run_dir: Path) -> dict[str, str]:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    overrides = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
-    return overrides
-
-
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    """The composed config Hydra saved before the job ran (what a failed job was asked to do)."""
-    path = run_dir / ".hydra" / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in (RESULTS_FILE, FAILED_FILE, ".hydra/config.yaml"))
-
-
-def load_run(run_dir: Path) -> Run:
-    """Read one run directory (results.json, failed.json, .hydra/)."""
-    overrides = _read_overrides(run_dir)
-    results_path = run_dir / RESULTS_FILE
-    if results_path.is_file():
-        results = json.loads(results_path.read_text())
-        return Run(
-            run_dir,
-            results.get("task", "?"),
-            results.get("model", "?"),
-            results.get("lora"),
-            results.get("seed"),
-            overrides,
-            results=results,
-        )
-    config = _read_config(run_dir)
-    failed = run_dir / FAILED_FILE
-    error = json.loads(failed.read_text()).get("error", "") if failed.is_file() else None
-    return Run(
-        run_dir,
-        (config.get("task") or {}).get("name", overrides.get("task", "?")),
-        (config.get("model") or {}).get("name", overrides.get("model", "?")),
-        config.get("lora"),
-        config.get("seed", overrides.get("seed")),
-        overrides,
-        error=error,
-    )
-
-
-def find_runs(dirs: Iterable[str | Path]) -> list[Run]:
-    """Every run under ``dirs`` (each a run directory, a sweep directory, or any folder above them)."""
-    found: dict[Path, None] = {}
-    for top in dirs:
-        for root, subdirs, _ in os.walk(Path(top)):
-            here = Path(root)
-            if _is_run_dir(here):
-                found[here.resolve()] = None
-                subdirs.clear()
-            else:
-                subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
-    return [load_run(path) for path in found]
 
 
 @dataclass

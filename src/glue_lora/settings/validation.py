@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from glue_lora.data.sampler import check_batching
 from glue_lora.data.tasks import get_task
 from glue_lora.model.lora import check_lora_a_init, validate_lora_config
+from glue_lora.settings.lora import lora_dict
 from glue_lora.training.batching import plan_batches, trainer_settings
 from glue_lora.training.regularizers import validate as validate_regularizers
 from glue_lora.utils.errors import ConfigError
@@ -264,15 +265,6 @@ def check_ranges(cfg: DictConfig) -> None:
             f"trainer.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)} "
             "(e.g. 32-true on CPU, bf16-mixed on a recent GPU)."
         )
-
-
-def lora_dict(cfg: DictConfig) -> dict[str, Any] | None:
-    """The ``lora`` group as a plain dict, or None for full fine-tuning (``lora=none``)."""
-    if cfg.get("lora") is None:
-        return None
-    lora = OmegaConf.to_container(cfg.lora, resolve=True)
-    lora["targets"] = list(lora.get("targets") or cfg.model.lora_targets)
-    return lora
 
 
 def validate(cfg: DictConfig) -> None:

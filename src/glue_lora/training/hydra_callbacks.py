@@ -181,7 +181,7 @@ class SweepSummary(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         if job_return.status == JobStatus.FAILED:
-            from glue_lora.reports.summary import write_failure
+            from glue_lora.reports.runs import write_failure
 
             try:
                 # ``return_value`` would re-raise the error; the exception itself is what we record.

@@ -9,8 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.reports.summary import lora_label
-from glue_lora.settings.validation import lora_dict
+from glue_lora.settings.lora import lora_dict, lora_label
 from glue_lora.utils.redact import redact
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,124 @@
+"""Tokenizing rows once, cached on disk, into a split held in memory as flat token-id arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from glue_lora.data.reading import Rows
+
+CACHE_FORMAT_VERSION = "1"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A digest that changes whenever the tokenizer would produce different ids."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # Truncation/padding are per-call settings the backend remembers; they are not identity.
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        state = json.dumps(state, sort_keys=True)
+    else:
+        state = repr(tokenizer)
+    inputs = ",".join(getattr(tokenizer, "model_input_names", []))
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{inputs}|{state}".encode()).hexdigest()[:16]
+
+
+def _rows_fingerprint(rows: Rows) -> str:
+    digest = hashlib.sha256()
+    for texts, label in zip(rows["texts"], rows["label"], strict=True):
+        digest.update(repr((texts, label)).encode())
+    return digest.hexdigest()[:16]
+
+
+class TokenizedSplit(Dataset):
+    """Token ids of one split, held in memory as flat arrays with row offsets.
+
+    ``columns`` maps names to a column per row: token-id lists (``input_ids``, ``attention_mask``,
+    ...) or one value (``labels``, ``idx``), as Python lists or Arrow arrays. A row is handed out
+    as array views, which the padding collator accepts. (Indexing a ``datasets`` column row by row
+    costs an Arrow lookup each time, tens of milliseconds per batch; this costs microseconds.)
+    """
+
+    def __init__(self, columns: Mapping[str, Any]) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.sequences: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.values: dict[str, np.ndarray] = {}
+        for name, column in columns.items():
+            array = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column)
+            if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+                lengths = pc.list_value_length(array).to_numpy()
+                offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                # Token ids, masks and type ids all fit in int32: half the memory of int64.
+                flat = pc.list_flatten(array).to_numpy().astype(np.int32)
+                self.sequences[name] = (flat, offsets)
+            else:
+                self.values[name] = array.to_numpy(zero_copy_only=False)
+        self.lengths: list[int] = np.diff(self.sequences["input_ids"][1]).tolist()
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            k: flat[offsets[i] : offsets[i + 1]] for k, (flat, offsets) in self.sequences.items()
+        }
+        row.update((k, v[i]) for k, v in self.values.items())
+        return row
+
+    @property
+    def columns(self) -> dict[str, list]:
+        """The split as Python lists, one entry per row (for inspection; slow on big splits)."""
+        out: dict[str, list] = {
+            k: [flat[a:b].tolist() for a, b in itertools.pairwise(offsets)]
+            for k, (flat, offsets) in self.sequences.items()
+        }
+        out.update((k, v.tolist()) for k, v in self.values.items())
+        return out
+
+
+def tokenize_rows(
+    rows: Rows, tokenizer: Any, max_length: int, cache_dir: str | Path | None
+) -> TokenizedSplit:
+    """Tokenize ``rows`` once; later runs with the same rows, tokenizer and length load the cache."""
+    import datasets
+
+    cache_path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(
+            f"{CACHE_FORMAT_VERSION}|{_rows_fingerprint(rows)}|{tokenizer_fingerprint(tokenizer)}"
+            f"|{max_length}".encode()
+        ).hexdigest()[:24]
+        cache_path = Path(cache_dir) / f"tokens-{key}"
+        if cache_path.is_dir():
+            table = datasets.load_from_disk(str(cache_path)).with_format("arrow")[:]
+            return TokenizedSplit({name: table.column(name) for name in table.column_names})
+
+    text_columns = [list(col) for col in zip(*rows["texts"], strict=True)]
+    columns: dict[str, list] = dict(tokenizer(*text_columns, truncation=True, max_length=max_length))
+    columns["idx"] = rows["idx"]
+    if all(label is not None for label in rows["label"]):
+        columns["labels"] = rows["label"]
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_path.parent, prefix=f".{cache_path.name}."))
+        datasets.Dataset.from_dict(columns).save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, cache_path)
+        except OSError:  # another process cached the same rows first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return TokenizedSplit(columns)
