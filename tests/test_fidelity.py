@@ -17,6 +17,7 @@ import yaml
 
 from glue_lora.data.tasks import get_task
 from glue_lora.model.build import build_model
+from glue_lora.settings.validation import check_target_arguments
 from glue_lora.train import batch_plan
 from glue_lora.train import run as train
 from glue_lora.training.batching import plan_batches, trainer_batch_arguments
@@ -225,6 +226,9 @@ def test_reference_procedure_turns_off_every_deviation_of_ours():
     assert (fast.model.attn_implementation, reference.model.attn_implementation) == ("sdpa", "eager")
     minilm = compose_train(["procedure=reference"])
     assert minilm.optimizer._target_ == "glue_lora.training.reference_adamw.ReferenceAdamW"
+    # its path before the package's subpackages is refused, naming the new one
+    with pytest.raises(ConfigError, match=r"write 'glue_lora\.training\.reference_adamw\.ReferenceAdamW'"):
+        check_target_arguments({"optimizer": {"_target_": "glue_lora.reference_adamw.ReferenceAdamW"}})
     assert minilm.optimizer.eps == 1e-8
 
 

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from glue_lora.data.tasks import get_task
 from glue_lora.model.backbone import build_backbone
 from glue_lora.model.build import build_model
+from glue_lora.model.layers import layer_index, num_layers
 from glue_lora.model.lora import apply_lora, count_parameters, validate_lora_config
 from glue_lora.utils.errors import ConfigError
 from tests.conftest import compose_train
@@ -80,6 +81,11 @@ def test_layer_index_out_of_range():
     backbone, _ = tiny()
     with pytest.raises(ConfigError, match=r"lora.layers \[5\] out of range.*layers 0..1"):
         apply_lora(backbone, {**LORA, "layers": [0, 5]}, ["query", "value"], ["classifier"])
+    # the one layer counter, also behind lr_tiers and the loralib import
+    assert num_layers(backbone) == 2
+    assert layer_index("roberta.encoder.layer.1.attention.self.query.lora_A") == 1
+    assert layer_index("roberta.encoder.layer.1") == 1
+    assert layer_index("roberta.embeddings.word_embeddings.weight") is None
 
 
 def test_layer_subset_puts_lora_only_there():

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from glue_lora.data.sampler import EpochBatchSampler
 from glue_lora.train import run
 from glue_lora.training.csv_logger import CSVLogger
-from glue_lora.training.resume import SIGTERM_EXIT_CODE
+from glue_lora.training.resume import SIGTERM_EXIT_CODE, config_changes
 from glue_lora.utils.errors import ConfigError
 from tests.conftest import ROOT, TINY, compose_train
 from tests.helpers import PAUSE_AT, PAUSE_FILE
@@ -173,6 +173,10 @@ def test_resume_refuses_a_changed_config(glue_fixtures, token_cache, tmp_path):
     with pytest.raises(ConfigError, match=r"optimizer\.lr: 0\.0005 -> 0\.001.*original settings"):
         run(compose_train([*base, "trainer.max_epochs=1", "resume=true", "optimizer.lr=1e-3"], tmp_path))
     assert (tmp_path / "results.json").read_bytes() == before
+    # A run recorded before the subpackages names a class by its old path: the same setting.
+    old, new = "glue_lora.reference_adamw.ReferenceAdamW", "glue_lora.training.reference_adamw.ReferenceAdamW"
+    assert config_changes({"optimizer": {"_target_": old}}, {"optimizer": {"_target_": new}}) == []
+    assert config_changes({"optimizer": {"_target_": "x.Adam"}}, {"optimizer": {"_target_": new}})
 
 
 def test_resume_without_checkpoint_starts_from_the_beginning(glue_fixtures, token_cache, tmp_path, caplog):

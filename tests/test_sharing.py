@@ -79,7 +79,7 @@ def test_peft_auto_class_loads_the_shared_adapter_from_the_hub_id(minilm_adapter
         f"""
         import torch
         from peft import AutoPeftModelForSequenceClassification
-        from glue_lora.adapters.record import load_model
+        from glue_lora.adapters.loading import load_model
         from tests.adapter_fixtures import tokens
         adapter = {str(minilm_adapter / "adapter")!r}
         shared = AutoPeftModelForSequenceClassification.from_pretrained(adapter).eval()

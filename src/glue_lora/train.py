@@ -29,6 +29,7 @@ from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 from glue_lora.utils.redact import redact
+from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
     checkpoint, checkpoints = checkpoint_callbacks(
-        out_dir / "checkpoints",
+        out_dir / CHECKPOINTS,
         f"val/{spec.primary_metric}",
         (cfg.get("checkpoint") or {}).get("every_n_train_steps"),
     )
@@ -193,12 +194,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["config"] = run_config(cfg)
 
     if trainer.is_global_zero:
-        save_adapter(module.model, out_dir / "adapter", cfg, spec, results)
-        atomic_write_json(out_dir / "results.json", results)
+        save_adapter(module.model, out_dir / ADAPTER, cfg, spec, results)
+        atomic_write_json(out_dir / RESULTS, results)
         finish_loggers(loggers, results)
         print(
             f"dev {spec.primary_metric} {results['score']:.4f} (best at epoch {best_entry['epoch']}, "
-            f"step {best_entry['step']}); results in {out_dir / 'results.json'}"
+            f"step {best_entry['step']}); results in {out_dir / RESULTS}"
         )
     return results
 

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from glue_lora.adapters.loading import state_dict_differences
 from glue_lora.adapters.record import ADAPTER_WEIGHTS, PEFT_PREFIX, RECORD, adapter_record
 from glue_lora.data.tasks import get_task
+from glue_lora.model.layers import layer_index
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, DataError, GlueLoraError
 
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 LORALIB_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_[AB])$")
-LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -71,8 +71,8 @@ def convert_state_dict(
             converted[f"{PEFT_PREFIX}{module}.{match['part']}.weight"] = tensor.float().contiguous()
             ranks.add(tensor.shape[0] if match["part"] == "lora_A" else tensor.shape[1])
             targets.add(module.rsplit(".", 1)[-1])
-            if layer := LAYER_INDEX.search(key):
-                layers.add(int(layer.group(1)))
+            if (layer := layer_index(key)) is not None:
+                layers.add(layer)
         elif set(key.split(".")) & set(head_modules):
             converted[PEFT_PREFIX + key] = tensor.float().contiguous()
         else:

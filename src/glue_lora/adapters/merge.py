@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +21,7 @@ from glue_lora.adapters.model_card import CARD, hub_base, merged_card
 from glue_lora.adapters.record import RECORD, AdapterInfo
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, GlueLoraError
+from glue_lora.utils.timing import median_forward_seconds
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +77,6 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     return out_dir
 
 
-def time_forward(
-    model: torch.nn.Module, inputs: dict[str, torch.Tensor], steps: int = 20, warmup: int = 3
-) -> float:
-    """Median seconds of one forward pass of ``model`` on ``inputs`` (inference mode)."""
-    device = next(model.parameters()).device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + steps):
-            sync()
-            start = time.perf_counter()
-            model(**inputs)
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def compare_speed(
     unmerged: torch.nn.Module,
     merged: torch.nn.Module,
@@ -110,7 +91,8 @@ def compare_speed(
     ids = torch.randint(5, vocab, (batch_size, seq_len), generator=generator).to(device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     seconds = {
-        name: time_forward(m, inputs, steps) for name, m in (("unmerged", unmerged), ("merged", merged))
+        name: median_forward_seconds(m, inputs, steps)
+        for name, m in (("unmerged", unmerged), ("merged", merged))
     }
     return {
         "batch_size": batch_size,

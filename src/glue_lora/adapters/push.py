@@ -13,11 +13,7 @@ from pathlib import Path
 
 from glue_lora.adapters.model_card import CARD
 from glue_lora.adapters.record import RECORD, resolve_adapter_dir
-from glue_lora.utils.errors import ConfigError, GlueLoraError
-
-
-class PushError(GlueLoraError):
-    """The Hub refused the upload or could not be reached."""
+from glue_lora.utils.errors import ConfigError, GlueLoraError, PushError
 
 
 def push(path: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:

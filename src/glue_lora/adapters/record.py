@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.settings.lora import lora_dict
 from glue_lora.utils.errors import ConfigError, DataError
+from glue_lora.utils.run_files import ADAPTER
 
 RECORD = "glue_lora.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -99,7 +100,7 @@ def shared_base_name(model: torch.nn.Module, name: str | None) -> Iterator[None]
 def resolve_adapter_dir(path: str | Path) -> Path:
     """The adapter directory for ``path``: an adapter directory itself, or a run directory holding one."""
     path = Path(path).expanduser()
-    for candidate in (path, path / "adapter"):
+    for candidate in (path, path / ADAPTER):
         if (candidate / RECORD).is_file():
             return candidate
     if not path.exists():
@@ -108,7 +109,7 @@ def resolve_adapter_dir(path: str | Path) -> Path:
             "adapter/) or the adapter directory itself (it holds glue_lora.json)."
         )
     raise ConfigError(
-        f"{path} holds no adapter: neither {path / RECORD} nor {path / 'adapter' / RECORD} exists. Give "
+        f"{path} holds no adapter: neither {path / RECORD} nor {path / ADAPTER / RECORD} exists. Give "
         "the directory of a finished training run (outputs/<date>/<time>) or its adapter/ directory; "
         "a checkpoint of loralib (microsoft/LoRA) is converted first with `glue-lora import-loralib`."
     )

@@ -10,6 +10,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from glue_lora.utils.run_files import ADAPTER, RESULTS
+
 UNSCALE_ERROR = "Attempting to unscale FP16 gradients"
 
 
@@ -63,13 +65,13 @@ def run_log(run_dir: Path) -> str:
 def training_run(run_dir: Path) -> dict[str, Any]:
     """What a train.py run left: score, loss trend, adapter dtypes and digest, the speed it logged."""
     run_dir = Path(run_dir)
-    results = read_json(run_dir / "results.json")
+    results = read_json(run_dir / RESULTS)
     log = run_log(run_dir)
     entry: dict[str, Any] = {"run_dir": str(run_dir), "unscale_error": UNSCALE_ERROR in log}
     if results is None:
         entry["status"] = "missing" if not log else "failed"
         return entry
-    adapter = run_dir / "adapter" / "adapter_model.safetensors"
+    adapter = run_dir / ADAPTER / "adapter_model.safetensors"
     dtypes = safetensors_dtypes(adapter) if adapter.is_file() else {}
     losses = train_losses(run_dir)
     train = results.get("train", {})

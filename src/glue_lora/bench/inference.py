@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -22,19 +21,7 @@ from glue_lora.data.tasks import get_task
 from glue_lora.model.backbone import build_backbone, build_tokenizer
 from glue_lora.model.lora import apply_lora
 from glue_lora.settings.lora import lora_dict
-
-
-def _pass_seconds(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], autocast: Any) -> float:
-    cuda = next(model.parameters()).device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    with torch.inference_mode(), autocast():
-        for batch in batches:
-            model(**batch)
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from glue_lora.utils.timing import forward_seconds
 
 
 def run_inference(job: Job) -> dict[str, Any]:
@@ -72,13 +59,13 @@ def run_inference(job: Job) -> dict[str, Any]:
     with torch.inference_mode(), autocast():
         diff = (unmerged(**batches[0]).logits.float() - merged(**batches[0]).logits.float()).abs().max()
     for model in models.values():  # warm-up: first calls allocate and pick kernels
-        _pass_seconds(model, batches[:2], autocast)
+        forward_seconds(model, batches[:2], autocast)
     seconds: dict[str, list[float]] = {name: [] for name in models}
     names = list(models)
     for round_ in range(job.inference_rounds):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:
-            seconds[name].append(_pass_seconds(models[name], batches, autocast))
+            seconds[name].append(forward_seconds(models[name], batches, autocast))
     speed = {name: rows / statistics.median(s) for name, s in seconds.items()}
     return {
         "rows": rows,

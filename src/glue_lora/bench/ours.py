@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import open_dict
 
+from glue_lora.adapters.record import ADAPTER_WEIGHTS
 from glue_lora.bench.common import (
     Job,
     StepClock,
@@ -25,6 +26,7 @@ from glue_lora.bench.common import (
     reset_peak_memory,
     resolve_device,
 )
+from glue_lora.utils.run_files import ADAPTER, last_checkpoint
 
 
 class BenchCallback(L.Callback):
@@ -103,6 +105,6 @@ def run_ours(job: Job) -> dict[str, Any]:
     figures = json.loads(figures_file.read_text())
     run_dir = Path(job.run_dir)
     figures["dev_score"] = results["score"]
-    figures["checkpoint_mb"] = dir_size_mb(run_dir / "checkpoints" / "last.ckpt")
-    figures["adapter_mb"] = dir_size_mb(run_dir / "adapter" / "adapter_model.safetensors")
+    figures["checkpoint_mb"] = dir_size_mb(last_checkpoint(run_dir))
+    figures["adapter_mb"] = dir_size_mb(run_dir / ADAPTER / ADAPTER_WEIGHTS)
     return figures

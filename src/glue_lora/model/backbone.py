@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from glue_lora.model.layers import layer_index
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,10 @@ def last_layer_cls_only(model: torch.nn.Module) -> torch.nn.Module:
     are the same, the module tree and weight names are untouched. The last hidden state returned
     by the backbone then has length 1.
     """
-    pattern = re.compile(r"encoder\.layer\.(\d+)\.attention\.output$")
     outputs = {
-        int(m.group(1)): module for name, module in model.named_modules() if (m := pattern.search(name))
+        index: module
+        for name, module in model.named_modules()
+        if name.endswith(".attention.output") and (index := layer_index(name)) is not None
     }
     if not outputs:
         raise ConfigError(

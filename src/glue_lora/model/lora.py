@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from glue_lora.model.layers import LAYERS_PATTERN, num_layers
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-# All encoders we support (BERT, RoBERTa, DeBERTa-v2) number their blocks `encoder.layer.<i>`.
-LAYERS_PATTERN = "layer"
 
 
 @dataclass(frozen=True)
@@ -74,12 +71,6 @@ def _leaf_names(model: nn.Module, kind: type[nn.Module] = nn.Linear) -> set[str]
     return {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, kind)}
 
 
-def _num_layers(model: nn.Module) -> int:
-    pattern = re.compile(rf"\.{LAYERS_PATTERN}\.(\d+)\.")
-    ids = {int(m.group(1)) for name, _ in model.named_modules() if (m := pattern.search(name + "."))}
-    return max(ids) + 1 if ids else 0
-
-
 def check_targets(model: nn.Module, targets: Sequence[str], layers: Sequence[int] | None) -> None:
     """Fail with the available names when a target module or layer index does not exist."""
     available = _leaf_names(model)
@@ -91,7 +82,7 @@ def check_targets(model: nn.Module, targets: Sequence[str], layers: Sequence[int
             "for BERT/RoBERTa, [query_proj,value_proj] for DeBERTa-v2)."
         )
     if layers:
-        n = _num_layers(model)
+        n = num_layers(model)
         bad = [i for i in layers if not 0 <= int(i) < n]
         if bad:
             raise ConfigError(

@@ -13,11 +13,10 @@ from typing import Any
 import yaml
 
 from glue_lora.utils.artifacts import atomic_write_json
+from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, FAILED, RESULTS
 
-RESULTS_FILE = "results.json"
-FAILED_FILE = "failed.json"
 # Folders inside a run directory that never hold another run.
-SKIP_DIRS = {"checkpoints", "adapter", "csv", "wandb", "tensorboard", ".hydra", ".submitit", "__pycache__"}
+SKIP_DIRS = {CHECKPOINTS, ADAPTER, "csv", "wandb", "tensorboard", ".hydra", ".submitit", "__pycache__"}
 
 
 @dataclass
@@ -53,7 +52,7 @@ def write_failure(job_dir: str | Path, error: BaseException) -> None:
     """Record in ``failed.json`` that the job in ``job_dir`` failed, with the first line of its error."""
     lines = str(error).strip().splitlines()
     first = lines[0] if lines else ""
-    atomic_write_json(Path(job_dir) / FAILED_FILE, {"error": f"{type(error).__name__}: {first}"[:500]})
+    atomic_write_json(Path(job_dir) / FAILED, {"error": f"{type(error).__name__}: {first}"[:500]})
 
 
 def _read_overrides(run_dir: Path) -> dict[str, str]:
@@ -74,13 +73,13 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in (RESULTS_FILE, FAILED_FILE, ".hydra/config.yaml"))
+    return any((path / name).exists() for name in (RESULTS, FAILED, ".hydra/config.yaml"))
 
 
 def load_run(run_dir: Path) -> Run:
     """Read one run directory (results.json, failed.json, .hydra/)."""
     overrides = _read_overrides(run_dir)
-    results_path = run_dir / RESULTS_FILE
+    results_path = run_dir / RESULTS
     if results_path.is_file():
         results = json.loads(results_path.read_text())
         return Run(
@@ -93,7 +92,7 @@ def load_run(run_dir: Path) -> Run:
             results=results,
         )
     config = _read_config(run_dir)
-    failed = run_dir / FAILED_FILE
+    failed = run_dir / FAILED
     error = json.loads(failed.read_text()).get("error", "") if failed.is_file() else None
     return Run(
         run_dir,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from glue_lora.utils.memory import adamw_state_mb
+from glue_lora.utils.run_files import RESULTS
 
 
 def load_results(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -24,7 +25,7 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     found = []
     for d in dirs:
         path = Path(d)
-        files = [path] if path.is_file() else sorted(path.rglob("results.json"))
+        files = [path] if path.is_file() else sorted(path.rglob(RESULTS))
         found += [json.loads(f.read_text()) for f in files]
     return found
 

@@ -19,6 +19,7 @@ from glue_lora.data.sampler import check_batching
 from glue_lora.data.tasks import get_task
 from glue_lora.model.lora import check_lora_a_init, validate_lora_config
 from glue_lora.settings.lora import lora_dict
+from glue_lora.settings.moved import current_target
 from glue_lora.training.batching import plan_batches, trainer_settings
 from glue_lora.training.regularizers import validate as validate_regularizers
 from glue_lora.utils.errors import ConfigError
@@ -177,6 +178,11 @@ def check_target_arguments(plain: Mapping[str, Any]) -> None:
     for key, node in nodes:
         if not isinstance(node, Mapping) or "_target_" not in node:
             continue
+        if current_target(node["_target_"]) != node["_target_"]:
+            raise ConfigError(
+                f"{key}._target_={node['_target_']!r} names the module where this class was before the "
+                f"package was split into subpackages: write {current_target(node['_target_'])!r}."
+            )
         try:
             target = get_object(node["_target_"])
         except Exception as err:  # Hydra raises ImportError or its own wrapper

@@ -18,8 +18,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from glue_lora.utils.artifacts import atomic_torch_save
 from glue_lora.utils.errors import CheckpointError
 
-LAST = "last.ckpt"
-
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``: a file that would run code when unpickled is refused."""

@@ -13,17 +13,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from glue_lora.utils.errors import RunDirError
 from glue_lora.utils.redact import secret_overrides
+from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RUN_MARKERS
 
 log = logging.getLogger(__name__)
-
-# Files whose presence means a directory already holds a run.
-RUN_MARKERS = ("results.json", "checkpoints", "adapter")
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
-
-class RunDirError(Exception):
-    """The run directory cannot be used as asked."""
 
 
 def _exit_on_error(hook: Callable[..., None]) -> Callable[..., None]:
@@ -46,10 +40,10 @@ def run_dir_of_checkpoint(ckpt_path: str) -> Path | None:
     if path.is_dir():
         return path
     if path.is_file():
-        return path.parent.parent if path.parent.name == "checkpoints" else None
+        return path.parent.parent if path.parent.name == CHECKPOINTS else None
     raise RunDirError(
         f"ckpt_path={ckpt_path} does not exist. Give the directory of the run to resume (it holds "
-        f"{LAST_CHECKPOINT}) or one of its checkpoint files."
+        f"{CHECKPOINTS}/{LAST_CHECKPOINT}) or one of its checkpoint files."
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from glue_lora.model.layers import layer_index, num_layers
 from glue_lora.utils.errors import ConfigError
 
 # Parameters whose names contain these are excluded from weight decay (biases and norms).
@@ -26,23 +27,15 @@ HEAD = "head"
 REST = "rest"
 TIER_KEYS = {"layers", "lr", "weight_decay"}
 
-_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
-
 
 def parameter_location(name: str) -> int | str:
     """``N`` for ``encoder.layer.N.``, -1 for embeddings (and the rest of the encoder), else ``head``."""
-    if match := _LAYER.search(name):
-        return int(match.group(1))
+    if (index := layer_index(name)) is not None:
+        return index
     parts = name.split(".")
     if "embeddings" in parts or "encoder" in parts:
         return EMBEDDINGS
     return HEAD
-
-
-def num_layers(model: nn.Module) -> int:
-    """Number of encoder layers, from the names of all (also frozen) parameters."""
-    ids = [loc for n, _ in model.named_parameters() if isinstance(loc := parameter_location(n), int)]
-    return max(ids) + 1 if ids else 0
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from glue_lora.data.datamodule import ResumableDataLoader
-from glue_lora.training.checkpointing import LAST
 from glue_lora.training.resume import CHECKPOINT_KEY, run_config
+from glue_lora.utils.run_files import last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -122,4 +122,4 @@ def reliability_callbacks(cfg: DictConfig, out_dir: Path) -> list[L.Callback]:
     """The callbacks for exact resumption, a checkpoint on SIGTERM and a stop on a non-finite loss."""
     from glue_lora.training.guards import NonFiniteLossGuard
 
-    return [RunState(run_config(cfg)), SaveOnSigterm(out_dir / "checkpoints" / LAST), NonFiniteLossGuard()]
+    return [RunState(run_config(cfg)), SaveOnSigterm(last_checkpoint(out_dir)), NonFiniteLossGuard()]

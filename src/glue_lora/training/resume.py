@@ -19,10 +19,12 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.training.checkpointing import LAST, load_checkpoint
+from glue_lora.settings.moved import current_target
+from glue_lora.training.checkpointing import load_checkpoint
 from glue_lora.training.csv_logger import CSVLogger
 from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.redact import redact
+from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RESULTS, RUN_MARKERS, last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,15 @@ def checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> Path | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         path = Path(str(ckpt_path)).expanduser()
-        path = path / "checkpoints" / LAST if path.is_dir() else path
+        path = last_checkpoint(path) if path.is_dir() else path
         if not path.is_file():
             raise ConfigError(
                 f"ckpt_path={ckpt_path}: there is no checkpoint {path}. Give a run directory that "
-                f"holds checkpoints/{LAST}, or a .ckpt file."
+                f"holds {CHECKPOINTS}/{LAST_CHECKPOINT}, or a .ckpt file."
             )
         return path
     if cfg.get("resume"):
-        path = out_dir / "checkpoints" / LAST
+        path = last_checkpoint(out_dir)
         if path.is_file():
             return path
         log.warning(
@@ -82,8 +84,13 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Settings (dotted keys) whose values differ, except those in ``MAY_CHANGE_ON_RESUME``."""
+    """Settings (dotted keys) whose values differ, except those in ``MAY_CHANGE_ON_RESUME``.
+
+    A ``_target_`` recorded under the import path it had before the package's subpackages is
+    compared under its current path (``settings.moved``).
+    """
     before, after = _flatten(old), _flatten(new)
+    before = {k: current_target(v) if k.endswith("_target_") else v for k, v in before.items()}
     changed = []
     for key in sorted(set(before) | set(after)):
         if any(key == k or key.startswith(f"{k}.") for k in MAY_CHANGE_ON_RESUME):
@@ -109,10 +116,6 @@ def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, path: Path) -> 
             f"({shown}). Resume with the original settings (the run's .hydra/config.yaml and "
             ".hydra/overrides.yaml), or start a new run in a new directory to train with new ones."
         )
-
-
-RESULTS = "results.json"
-RUN_MARKERS = (RESULTS, "checkpoints", "adapter")
 
 
 def _in_multirun() -> bool:
@@ -147,8 +150,8 @@ def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
 
     results = json.loads(results_path.read_text())
     recorded = results.get("config")
-    if recorded is None and (out_dir / "checkpoints" / LAST).is_file():  # results.json of an older version
-        recorded = (load_checkpoint(out_dir / "checkpoints" / LAST).get(CHECKPOINT_KEY) or {}).get("config")
+    if recorded is None and last_checkpoint(out_dir).is_file():  # results.json of an older version
+        recorded = (load_checkpoint(last_checkpoint(out_dir)).get(CHECKPOINT_KEY) or {}).get("config")
     if recorded is None:
         raise ConfigError(
             f"{results_path} records no config, so resume=true cannot tell whether it is this run. Move "

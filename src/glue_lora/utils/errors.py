@@ -1,4 +1,5 @@
-"""Errors raised for bad input: each message names the problem and the fix in one paragraph."""
+"""Every error of glue-lora: one base class, ``GlueLoraError``, for what a user can fix; each message
+names the problem and the fix in one paragraph. No other module defines an exception class."""
 
 
 class GlueLoraError(Exception):
@@ -23,3 +24,11 @@ class TrainingError(GlueLoraError):
 
 class DiskFullError(GlueLoraError, OSError):
     """A file could not be written because its file system is full (or over quota)."""
+
+
+class RunDirError(GlueLoraError):
+    """The run directory cannot be used as asked (refused by a Hydra callback before the run starts)."""
+
+
+class PushError(GlueLoraError):
+    """The Hub refused the upload or could not be reached."""
