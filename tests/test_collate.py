@@ -77,7 +77,11 @@ def test_tokenized_split_rows_and_columns():
     split = TokenizedSplit({"input_ids": [[1, 2, 3], [4]], "labels": [0, 1], "idx": [7, 8]})
     assert split.lengths == [3, 1]
     assert split[0]["input_ids"].tolist() == [1, 2, 3] and int(split[1]["idx"]) == 8
-    assert split.columns == {"input_ids": [[1, 2, 3], [4]], "labels": [0, 1], "idx": [7, 8]}
+    rows = [{k: v.tolist() for k, v in split[i].items()} for i in range(len(split))]
+    assert rows == [
+        {"input_ids": [1, 2, 3], "labels": 0, "idx": 7},
+        {"input_ids": [4], "labels": 1, "idx": 8},
+    ]
 
 
 def test_pad_to_multiple_of_reaches_the_training_collator():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -79,16 +78,6 @@ class TokenizedSplit(Dataset):
         }
         row.update((k, v[i]) for k, v in self.values.items())
         return row
-
-    @property
-    def columns(self) -> dict[str, list]:
-        """The split as Python lists, one entry per row (for inspection; slow on big splits)."""
-        out: dict[str, list] = {
-            k: [flat[a:b].tolist() for a, b in itertools.pairwise(offsets)]
-            for k, (flat, offsets) in self.sequences.items()
-        }
-        out.update((k, v.tolist()) for k, v in self.values.items())
-        return out
 
 
 def tokenize_rows(

@@ -12,7 +12,7 @@ from torch import nn
 
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.training.metrics import build_metrics, predictions_from_logits
-from glue_lora.training.param_groups import NO_DECAY, param_groups  # noqa: F401  (NO_DECAY: re-exported)
+from glue_lora.training.param_groups import param_groups
 from glue_lora.training.regularizers import TrainingLoss
 
 # Log prefix per dev split; MNLI's mismatched dev is logged as val_mm/<metric>.
