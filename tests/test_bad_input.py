@@ -10,8 +10,8 @@ import torch
 from glue_lora.train import run
 from glue_lora.training.module import GlueLoRAModule
 from glue_lora.utils.errors import ConfigError, DataError, TrainingError
-from tests.conftest import TINY, compose_train, run_cli
-from tests.fixtures import write_glue_task
+from tests.helpers.glue_files import write_glue_task
+from tests.helpers.runs import TINY, compose_train, run_cli
 
 
 def train(overrides, tmp_path, glue_dir, token_cache):

@@ -9,7 +9,7 @@ import pytest
 
 from glue_lora.train import run
 from glue_lora.utils.errors import GlueLoraError
-from tests.conftest import TINY, compose_train, run_cli
+from tests.helpers.runs import TINY, compose_train, run_cli
 
 
 def test_dry_run_prints_paper_lora_counts_without_weights_or_data():

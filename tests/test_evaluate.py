@@ -7,24 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
 
 from glue_lora.data.tasks import TASKS, get_task
 from glue_lora.evaluate import format_prediction
 from glue_lora.evaluate import run as evaluate
 from glue_lora.train import run as train
 from glue_lora.utils.errors import ConfigError, DataError
-from tests.adapter_fixtures import make_adapter
-from tests.conftest import CONF, TINY, compose_train, run_cli
-
-
-def compose_eval(overrides: list[str], output_dir: Path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+from tests.helpers.adapters import make_adapter
+from tests.helpers.runs import TINY, compose_eval, compose_train, run_cli
 
 
 def trained(task: str, tmp_path: Path, glue_dir: Path, cache: Path, rows: list[str] = ()) -> dict:

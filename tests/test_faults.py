@@ -22,9 +22,9 @@ from glue_lora.data.tasks import get_task
 from glue_lora.train import run
 from glue_lora.utils import artifacts, diskspace
 from glue_lora.utils.errors import ConfigError, DataError, DiskFullError
-from tests.adapter_fixtures import make_adapter
-from tests.conftest import compose_tiny_run, compose_train, run_cli
-from tests.fixtures import write_glue_task
+from tests.helpers.adapters import make_adapter
+from tests.helpers.glue_files import write_glue_task
+from tests.helpers.runs import compose_tiny_run, compose_train, run_cli
 
 DAMAGED = r"adapter_model\.safetensors is damaged and cannot be read .* Copy the adapter/ directory again"
 

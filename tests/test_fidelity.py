@@ -24,7 +24,7 @@ from glue_lora.training.batching import plan_batches, trainer_batch_arguments
 from glue_lora.training.module import warmup_steps
 from glue_lora.training.reference_adamw import ReferenceAdamW
 from glue_lora.utils.errors import ConfigError
-from tests.conftest import compose_tiny_run, compose_train
+from tests.helpers.runs import compose_tiny_run, compose_train
 
 TABLE = yaml.safe_load(resources.files("glue_lora.settings").joinpath("reference_scripts.yaml").read_text())
 RECIPES = [(model, task) for model, rows in TABLE["scripts"].items() for task in rows]
@@ -81,7 +81,7 @@ def test_every_recipe_equals_its_reference_script(model, task, tmp_path):
 
 
 def test_cfg_job_shows_epsilon_clipping_global_batch_and_interval():
-    from tests.conftest import run_cli
+    from tests.helpers.runs import run_cli
 
     shown = run_cli("train.py", ["model=deberta_v2_xxl", "task=sst2", "--cfg", "job"], timeout=120)
     cfg = yaml.safe_load(shown.stdout)
@@ -254,7 +254,7 @@ def test_reference_procedure_batches_in_random_order_padded_to_max_length(glue_f
 
 def test_eval_reproduces_a_bf16_run_with_its_own_batch_size(glue_fixtures, token_cache, tmp_path):
     from glue_lora.evaluate import run as evaluate
-    from tests.test_evaluate import compose_eval
+    from tests.helpers.runs import compose_eval
 
     cfg = compose_tiny_run(
         glue_fixtures,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from glue_lora.train import run
-from tests.conftest import compose_train
+from tests.helpers.runs import compose_train
 
 
 def test_minilm_learns_sst2(real_glue, token_cache, tmp_path):

@@ -12,7 +12,7 @@ import torch
 from glue_lora.training.checkpointing import SafeCheckpointIO
 from glue_lora.utils import artifacts
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_torch_save, atomic_write_json
-from tests.conftest import ROOT, TINY, run_cli
+from tests.helpers.runs import ROOT, TINY, run_cli
 
 
 class WriteFailsMidway(Exception):
@@ -128,7 +128,7 @@ def test_a_crashed_sweep_job_leaves_the_other_jobs_results(glue_fixtures, token_
             f"data.cache_dir={token_cache}",
             f"hydra.sweep.dir={sweep_dir}",
             # job 1 crashes at its third step, as a bug or a lost GPU would
-            "+callbacks.crash._target_=tests.helpers.CrashAtStep",
+            "+callbacks.crash._target_=tests.helpers.callbacks.CrashAtStep",
             "+callbacks.crash.step=1000,2,1001",
         ],
         env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")},

@@ -26,7 +26,7 @@ from glue_lora.train import run
 from glue_lora.training.module import build_schedule
 from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.memory import adamw_state_mb
-from tests.conftest import CONF, TINY, compose_train, run_cli
+from tests.helpers.runs import CONF, TINY, compose_train, run_cli
 
 # The shared data holds AG News beside GLUE; AG_NEWS_DIR points elsewhere.
 REAL_AG_NEWS = Path(

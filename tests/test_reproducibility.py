@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from glue_lora.train import run
-from tests.conftest import TINY, compose_train
+from tests.helpers.runs import TINY, compose_train
 
 
 def train_once(seed: int, out_dir, glue_fixtures, token_cache) -> tuple[dict, dict]:

@@ -12,7 +12,7 @@ from glue_lora.train import run
 from glue_lora.training.checkpointing import SafeCheckpointIO, load_checkpoint
 from glue_lora.utils.errors import CheckpointError
 from glue_lora.utils.redact import redact, secret_overrides
-from tests.conftest import CONF, ROOT, TINY, compose_train, run_cli
+from tests.helpers.runs import CONF, ROOT, TINY, compose_train, run_cli
 
 
 class RunsCode:

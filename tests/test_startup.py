@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.runs import ROOT
 
 HEAVY = ("torch", "lightning", "transformers", "peft", "datasets", "torchmetrics", "wandb")
 

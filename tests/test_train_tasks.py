@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from glue_lora.data.tasks import TASKS
 from glue_lora.train import run
-from tests.conftest import TINY, compose_train
+from tests.helpers.runs import TINY, compose_train
 
 
 def check_run_contract(out_dir, task: str, lora: bool = True) -> dict:

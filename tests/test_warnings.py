@@ -10,7 +10,7 @@ from glue_lora.data.tasks import get_task
 from glue_lora.model.build import build_model
 from glue_lora.training.metrics import build_metrics
 from glue_lora.utils.quiet import KNOWN_WARNINGS, silence_known_warnings
-from tests.conftest import ROOT, TINY, compose_train, run_cli
+from tests.helpers.runs import ROOT, TINY, compose_train, run_cli
 
 
 def test_pytest_filters_name_each_known_warning_and_no_whole_category():

@@ -1,0 +1,60 @@
+"""Callbacks that tests add to real train.py runs
+(`+callbacks.<name>._target_=tests.helpers.callbacks.<Class>`), and the environment of such a run."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+
+from tests.helpers.runs import ROOT
+
+PAUSE_AT = "GLUE_LORA_TEST_PAUSE_AT"  # global step at which to pause
+PAUSE_FILE = "GLUE_LORA_TEST_PAUSE_FILE"  # written when paused
+PAUSE_JOB = "GLUE_LORA_TEST_PAUSE_JOB"  # in a sweep: pause only in this job number
+
+
+class PauseAtStep(L.Callback):
+    """With $GLUE_LORA_TEST_PAUSE_AT set, wait before training that step until a SIGTERM arrives.
+
+    It writes $GLUE_LORA_TEST_PAUSE_FILE when it starts waiting, so that a test knows exactly which
+    steps are done when it kills the process. Without the variable it does nothing, so a run and
+    its resumption can have the same config.
+    """
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        step = os.environ.get(PAUSE_AT)
+        if step is None or trainer.global_step != int(step) or not _is_paused_job():
+            return
+        Path(os.environ[PAUSE_FILE]).write_text(f"{trainer.global_step}\n")
+        while not trainer.received_sigterm:
+            time.sleep(0.02)
+
+
+def _is_paused_job() -> bool:
+    job = os.environ.get(PAUSE_JOB)
+    if job is None:
+        return True
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().job.num == int(job)
+
+
+class CrashAtStep(L.Callback):
+    """Raise an error (as a bug or a lost GPU would) before training global step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"CrashAtStep: simulated crash at step {self.step}")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    # One thread: the same float arithmetic in every process, and no oversubscribed CPU.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    env.pop(PAUSE_AT, None)
+    return {**env, **extra}
