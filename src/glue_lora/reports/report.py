@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glue_lora.reports.comparison import cells, task_columns
 from glue_lora.reports.paper import paper_table
 from glue_lora.reports.runs import Run
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, Configuration, summarise
@@ -22,6 +23,7 @@ from glue_lora.settings.lora import lora_label
 
 CURVES_PNG = "curves.png"
 PARAMS_PNG = "params.png"
+COMPARISON_PNG = "comparison.png"
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "x", "P", "*")
 COLS = 3
@@ -171,13 +173,57 @@ def _plot_paper(ax, task: str, model: str) -> None:
             )
 
 
+def plot_comparison(configs: Sequence[Configuration], path: Path) -> Path | None:
+    """One panel per task, one column per variant (LoRA, full, peer): each seed's score at its best
+    evaluation (filled) and at its last (hollow), the median of the best as a bar. In colour, and
+    with a marker per variant for black and white. None when the runs hold fewer than two variants."""
+    table = cells([r for c in configs for r in c.runs])
+    if len(table) < 2:
+        return None
+    tasks = task_columns(table)
+    fig, axes = _grid(len(tasks), width=4.8, height=3.8)
+    colours = [f"C{i}" for i in range(len(table))]
+    for ax, task in zip(axes, tasks, strict=True):
+        metric = ""
+        for i, row in enumerate(table.values()):
+            cell = row.get(task)
+            if cell is None:
+                continue
+            metric = cell.runs[0]["metric"]
+            for protocol, face in (("best", colours[i]), ("last", "none")):
+                scores = cell.scores(protocol)
+                offsets = np.linspace(-0.12, 0.12, len(scores)) if len(scores) > 1 else [0.0]
+                ax.scatter(
+                    [i + o for o in offsets],
+                    scores,
+                    marker=MARKERS[i % len(MARKERS)],
+                    s=36,
+                    facecolors=face,
+                    edgecolors=colours[i],
+                    zorder=3,
+                    label=f"{protocol} evaluation" if task == tasks[0] and i == 0 else None,
+                )
+            median = cell.median("best")
+            if median is not None:
+                ax.hlines(median, i - 0.3, i + 0.3, colors=colours[i], linewidth=2.5, zorder=2)
+        ax.set_xticks(range(len(table)), ["\n".join(name.rsplit(" ", 1)) for name in table], fontsize=8)
+        ax.set_title(f"{task} ({metric})")
+        ax.set_ylabel("dev score (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("each seed: best evaluation (filled), last (hollow); bar: median of the best", fontsize=9)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def report(dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[list[Configuration], list[Path]]:
     """Write summary.csv, summary.md and the plots for the runs under ``dirs`` into ``out_dir``."""
     out_dir = Path(out_dir)
     title = "Summary of " + ", ".join(str(d) for d in dirs)
     configs = summarise(dirs, out_dir, title=title)
     written = [out_dir / SUMMARY_CSV, out_dir / SUMMARY_MD]
-    for plot, name in ((plot_curves, CURVES_PNG), (plot_params, PARAMS_PNG)):
+    plots = ((plot_curves, CURVES_PNG), (plot_params, PARAMS_PNG), (plot_comparison, COMPARISON_PNG))
+    for plot, name in plots:
         path = plot(configs, out_dir / name)
         if path is not None:
             written.append(path)

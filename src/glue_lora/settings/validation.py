@@ -27,9 +27,11 @@ from glue_lora.utils.errors import ConfigError
 # Expected types: a type, a tuple of types, None (null allowed) or ("list", item type).
 INT, FLOAT, BOOL, STR = int, (int, float), bool, str
 OPT = None
+STACKS = ("ours", "peer")
 
 TOP_LEVEL: dict[str, Any] = {
     "seed": INT,
+    "stack": STR,
     "deterministic": BOOL,
     "dry_run": BOOL,
     "resume": BOOL,
@@ -227,6 +229,11 @@ def check_ranges(cfg: DictConfig) -> None:
             _positive_int(data[key], f"data.{key}", "1000")
     _in_range(data.get("num_workers"), "data.num_workers", 0, float("inf"), "0 or more", "4")
     _in_range(cfg.get("seed"), "seed", 0, 2**32 - 1, "an integer in [0, 2^32)", "0")
+    if cfg.get("stack", "ours") not in STACKS:
+        raise ConfigError(
+            f"stack={cfg.stack!r} is unknown: use ours (our Lightning loop) or peer "
+            "(transformers Trainer + peft)."
+        )
     lr = cfg.optimizer.get("lr")
     if not isinstance(lr, int | float) or not lr > 0:
         raise ConfigError(
