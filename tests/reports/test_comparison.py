@@ -43,3 +43,19 @@ def test_comparison_reports_both_protocols_the_differences_and_the_cost_ratios()
     assert "| glue-lora r8-a16 − glue-lora full | last | -3.0 | -3.0 |" in table
     assert "optimizer state 200.0x smaller, checkpoint 180.0x smaller" in table
     assert comparison_markdown(runs[:3]) is None  # one variant: nothing to compare
+
+
+def test_a_sweep_that_varies_more_than_the_variant_is_not_compared():
+    from types import SimpleNamespace
+
+    from glue_lora.reports.comparison import comparable_runs
+
+    lora, full = [_run("lora", 0, 0.7, 0.7)], [_run("full", 0, 0.6, 0.6)]
+    variants = [
+        SimpleNamespace(swept={"variant": "lora"}, runs=lora),
+        SimpleNamespace(swept={"variant": "full"}, runs=full),
+    ]
+    assert comparable_runs(variants) == lora + full
+    search = [SimpleNamespace(swept={"optimizer.lr": lr}, runs=lora) for lr in ("5e-4", "1e-3")]
+    assert comparable_runs(search) is None  # two learning rates are no seeds of one cell
+    assert comparison_markdown(comparable_runs(search)) is None

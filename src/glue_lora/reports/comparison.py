@@ -20,6 +20,9 @@ from glue_lora.data.tasks import TASKS
 from glue_lora.reports.runs import Run
 from glue_lora.settings.lora import lora_label
 
+# Overrides that name a variant; a sweep that also varies anything else (a learning rate) has more
+# than one configuration per variant and task, which a median over seeds must not mix.
+VARIANT_KEYS = {"variant", "stack"}
 PROTOCOLS = {"best": "best evaluation (the paper's protocol)", "last": "last evaluation"}
 STACK_NAMES = {"ours": "glue-lora", "peer": "Trainer + peft"}
 
@@ -175,9 +178,17 @@ def _ratio(table: dict[str, dict[str, Cell]], a: str, b: str, key: str, *path: s
     return None if not va or not vb else vb / va
 
 
-def comparison_markdown(runs: Sequence[Run]) -> str | None:
+def comparable_runs(configs: Sequence[Any]) -> list[Run] | None:
+    """The runs of summary configurations that differ in their variant only (and in task and seed);
+    None when they also differ in another override, e.g. the learning rates of a search."""
+    if any(set(c.swept) - VARIANT_KEYS for c in configs):
+        return None
+    return [run for c in configs for run in c.runs]
+
+
+def comparison_markdown(runs: Sequence[Run] | None) -> str | None:
     """The comparison section of a summary; None when the runs hold fewer than two variants."""
-    table = cells(runs)
+    table = cells(runs or [])
     if len(table) < 2:
         return None
     tasks = task_columns(table)

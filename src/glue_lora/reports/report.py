@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glue_lora.reports.comparison import cells, task_columns
+from glue_lora.reports.comparison import cells, comparable_runs, task_columns
 from glue_lora.reports.paper import paper_table
 from glue_lora.reports.runs import Run
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, Configuration, summarise
@@ -177,7 +177,7 @@ def plot_comparison(configs: Sequence[Configuration], path: Path) -> Path | None
     """One panel per task, one column per variant (LoRA, full, peer): each seed's score at its best
     evaluation (filled) and at its last (hollow), the median of the best as a bar. In colour, and
     with a marker per variant for black and white. None when the runs hold fewer than two variants."""
-    table = cells([r for c in configs for r in c.runs])
+    table = cells(comparable_runs(configs) or [])
     if len(table) < 2:
         return None
     tasks = task_columns(table)

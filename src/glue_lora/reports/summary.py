@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from glue_lora.data.tasks import TASKS
-from glue_lora.reports.comparison import comparison_markdown
+from glue_lora.reports.comparison import comparable_runs, comparison_markdown
 from glue_lora.reports.paper import paper_score
 from glue_lora.reports.runs import Run, find_runs
 from glue_lora.settings.lora import lora_label
@@ -234,7 +234,7 @@ def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summa
         cells.append(f"{p.median - paper:+.1f}" if p and paper is not None else "")
         cells.append(", ".join(f"{m} {s.median:.1f}" for m, s in list(stats.items())[1:]))
         lines.append("| " + " | ".join(cells) + " |")
-    if by_variant := comparison_markdown([r for c in configs for r in c.runs]):
+    if by_variant := comparison_markdown(comparable_runs(configs)):
         lines += ["", by_variant.rstrip("\n")]
     failed = [(c, r) for c in configs for r in c.failed]
     if failed:
