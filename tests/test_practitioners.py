@@ -19,14 +19,13 @@ from glue_lora.data.datamodule import GlueDataModule
 from glue_lora.data.reading import read_split
 from glue_lora.data.tasks import get_task
 from glue_lora.evaluate import write_predictions
-from glue_lora.model.build import build_model
 from glue_lora.reports.study import load_results, study_table
 from glue_lora.reports.study import main as study_main
 from glue_lora.train import run
 from glue_lora.training.module import build_schedule
 from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.memory import adamw_state_mb
-from tests.helpers.runs import CONF, TINY, compose_train, run_cli
+from tests.helpers.runs import CONF, TINY, compose_train, model_of, run_cli
 
 # The shared data holds AG News beside GLUE; AG_NEWS_DIR points elsewhere.
 REAL_AG_NEWS = Path(
@@ -140,7 +139,7 @@ def lora_modules_per_layer(model) -> Counter:
 def test_lora_only_where_asked(overrides, expected):
     cfg = compose_train([*overrides, "task=sst2"])
     with torch.device("meta"):
-        model = build_model(cfg, get_task("sst2"), device="meta")
+        model = model_of(cfg, get_task("sst2"), device="meta")
     found = lora_modules_per_layer(model)
     if (0, "dense") in expected:  # "dense": attention output, intermediate and output of a layer
         assert found == Counter({(0, "query_proj"): 1, (0, "key_proj"): 1, (0, "dense"): 3})

@@ -12,13 +12,12 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.settings.validation import validate
 from glue_lora.train import run
 from glue_lora.training.module import GlueLoRAModule
 from glue_lora.training.regularizers import TrainingLoss, cutoff, js_divergence, symmetric_kl
 from glue_lora.utils.errors import ConfigError
-from tests.helpers.runs import TINY, compose_train
+from tests.helpers.runs import TINY, compose_train, model_of
 
 
 def kl(p: list[float], q: list[float]) -> float:
@@ -62,7 +61,7 @@ def tiny():
     """A tiny RoBERTa with LoRA (dropout on), and a padded batch of 4 rows."""
     cfg = compose_train(["model=tiny_roberta", "task=rte", "lora.dropout=0.1"])
     torch.manual_seed(0)
-    model = build_model(cfg, get_task("rte")).train()
+    model = model_of(cfg, get_task("rte")).train()
     with torch.no_grad():  # confident predictions, so that KL / JS terms are far from rounding noise
         for name, p in model.named_parameters():
             if "modules_to_save" in name and name.endswith("out_proj.weight"):

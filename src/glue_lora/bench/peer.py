@@ -36,11 +36,12 @@ from glue_lora.bench.common import (
     reset_peak_memory,
     resolve_device,
 )
-from glue_lora.data.datamodule import GlueDataModule
+from glue_lora.data.datamodule import datamodule_from_settings
 from glue_lora.data.reading import Rows
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import build_config, build_tokenizer, resolve_source
 from glue_lora.model.lora import lora_peft_config
+from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import lora_dict
 from glue_lora.training.metrics import build_metrics, predictions_from_logits
 from glue_lora.training.module import warmup_steps
@@ -191,17 +192,8 @@ def run_peer(job: Job, best: bool) -> dict[str, Any]:
         model = get_peft_model_for(model, lora, model_cfg["trained_in_full"])
 
     # The same rows as ours: read (not tokenized) by the same reader, subset and dev carving.
-    rows = GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        seed=cfg.seed,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-    ).read_all()
+    data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
+    rows = datamodule_from_settings(data, spec, tokenizer).read_all()
     padding: bool | str = False if best else "max_length"
     train = _dataset(rows["train"], tokenizer, cfg.data.max_length, padding)
     dev = _dataset(rows["dev"], tokenizer, cfg.data.max_length, padding)
