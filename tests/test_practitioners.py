@@ -283,7 +283,7 @@ def test_lora_vs_full_sweep_and_study_table(glue_fixtures, token_cache, tmp_path
     assert study_main([str(sweep_dir)]) == 0
     table = (sweep_dir / "study.md").read_text().splitlines()
     assert "wall time (s)" in table[0] and "optimizer state (MB)" in table[0]
-    assert table[2].startswith("| full | 1 | 1,011,458 |") and table[3].startswith("| r=2 | 1 | 1,634 |")
+    assert table[2].startswith("| full | 1 | 1,011,458 |") and table[3].startswith("| r2-a2 | 1 | 1,634 |")
     png = (sweep_dir / "study.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -317,8 +317,8 @@ def test_study_table_reads_as_the_issue_asks():
     lines = table.splitlines()
     assert lines[2].startswith("| full |") and f"| {adamw_state_mb(full):.2f} |" in lines[2]
     assert round(adamw_state_mb(full)) == 951
-    assert lines[3].startswith("| r=8 |") and "| 2.25 |" in lines[3]
-    assert lines[4].startswith("| r=8 alpha=16 |") and "| n/a |" in lines[4]
+    assert lines[3].startswith("| r8-a8 |") and "| 2.25 |" in lines[3]
+    assert lines[4].startswith("| r8-a16 |") and "| n/a |" in lines[4]
 
 
 def test_study_command_is_listed(capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.adapters.init_adapter import load_init_adapter, prepare_init_adapter
-from glue_lora.adapters.model_card import CARD, adapter_card, shareable_base
-from glue_lora.adapters.record import RECORD, adapter_record, shared_base_name
+from glue_lora.adapters.record import adapter_record
+from glue_lora.adapters.save import save_adapter
 from glue_lora.data.source import check_data_source
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import build_tokenizer, check_max_length, check_vocabulary
@@ -28,10 +27,9 @@ from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.training.param_groups import tier_table
-from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
+from glue_lora.utils.artifacts import atomic_write_json
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
 from glue_lora.utils.quiet import route_library_logs_through_hydra
-from glue_lora.utils.redact import redact
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
 log = logging.getLogger(__name__)
@@ -141,7 +139,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # The run's resolved config, secrets masked: results.json, checkpoints and loggers record it,
     # and a resumed run is compared with it.
     config = run_config(cfg)
-    resume = ResumeSettings.from_config(cfg)
+    resume = ResumeSettings(cfg.get("resume"), cfg.get("ckpt_path"))
     out_dir = Path(cfg.paths.output_dir)
     if (done := finished_results(config, resume, out_dir)) is not None:
         return done
@@ -165,7 +163,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         instantiate(cfg.optimizer),
         cfg.schedule,
         lr_tiers=lr_tiers,
-        training_loss=TrainingLoss.from_config(cfg.get("train"), spec.is_regression),
+        training_loss=TrainingLoss.from_config(cfg.get("regularizer"), spec.is_regression),
     )
 
     checkpoint, checkpoints = checkpoint_callbacks(
@@ -225,42 +223,3 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"step {best_entry['step']}); results in {out_dir / RESULTS}"
         )
     return results
-
-
-def save_adapter(
-    model: torch.nn.Module,
-    adapter_dir: Path,
-    record: dict[str, Any],
-    spec: TaskSpec,
-    results: dict[str, Any] | None = None,
-) -> None:
-    """Save LoRA weights and head (PEFT layout), or the whole model for full fine-tuning.
-
-    ``glue_lora.json`` beside them (``record``, from ``adapters.record.adapter_record``) records
-    what eval.py needs to rebuild the base model (the
-    local source of its weights too); ``adapter_config.json`` names the base by its Hub id where
-    the weights were a packaged copy of it, so the directory loads on another machine. With
-    ``results``, a model card (README.md) is written beside them.
-    """
-    record = redact(record)
-    extra_text = {}
-    if results is not None:
-        extra_text[CARD] = adapter_card(results["config"], spec, results, _command())
-    # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
-    # network call at every save once the base is named by its Hub id) has nothing to find.
-    save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
-    with shared_base_name(model, shareable_base(record["model"])):
-        atomic_save_pretrained(
-            model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
-        )
-
-
-def _command() -> str | None:
-    """The command line of this run, as Hydra recorded its overrides (None outside a Hydra run)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    # unresolved, as Hydra saves them: `key=${oc.env:NAME}` must not turn into the secret it names
-    overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
-    return " ".join(["python train.py", *(shlex.quote(o) for o in overrides)])

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from glue_lora.adapters.save import save_adapter
 from glue_lora.data.tasks import get_task
-from glue_lora.train import save_adapter, set_determinism
+from glue_lora.train import set_determinism
 from tests.helpers.runs import compose_train, model_of, record_of
 
 

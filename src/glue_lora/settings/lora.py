@@ -118,3 +118,14 @@ def lora_label(lora: Mapping[str, Any] | None) -> str:
     alpha = lora.get("alpha")
     alpha = int(alpha) if isinstance(alpha, float) and alpha.is_integer() else alpha
     return f"r{lora.get('r')}-a{alpha}"
+
+
+def label_order(label: str) -> tuple[int, float, float, str]:
+    """Sort key of ``lora_label``s: ``full`` first, then by rank, then by alpha."""
+    if label == "full":
+        return (0, 0.0, 0.0, label)
+    rank, _, alpha = label.partition("-a")
+    try:
+        return (1, float(rank.removeprefix("r")), float(alpha), label)
+    except ValueError:
+        return (2, 0.0, 0.0, label)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -11,9 +10,8 @@ class ResumeSettings:
     """``resume`` and ``ckpt_path``: whether and from which checkpoint a run continues."""
 
     resume: bool = False
-    ckpt_path: str | None = None
+    ckpt_path: str | None = None  # a run directory or a .ckpt file
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> ResumeSettings:
-        ckpt_path = cfg.get("ckpt_path")
-        return cls(bool(cfg.get("resume")), str(ckpt_path) if ckpt_path else None)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resume", bool(self.resume))
+        object.__setattr__(self, "ckpt_path", str(self.ckpt_path) if self.ckpt_path else None)

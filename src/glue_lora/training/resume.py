@@ -19,7 +19,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.settings.moved import current_target
+from glue_lora.settings.moved import current_key, current_target, without_moved_keys
 from glue_lora.settings.run import ResumeSettings
 from glue_lora.training.checkpointing import load_checkpoint
 from glue_lora.training.csv_logger import CSVLogger
@@ -50,7 +50,7 @@ CHECKPOINT_KEY = "glue_lora"
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data, secrets masked: what checkpoints record of a run."""
-    return redact(OmegaConf.to_container(cfg, resolve=True))
+    return redact(without_moved_keys(OmegaConf.to_container(cfg, resolve=True)))
 
 
 def checkpoint_to_resume(resume: ResumeSettings, out_dir: Path) -> Path | None:
@@ -88,10 +88,11 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Settings (dotted keys) whose values differ, except those in ``MAY_CHANGE_ON_RESUME``.
 
     A ``_target_`` recorded under the import path it had before the package's subpackages is
-    compared under its current path (``settings.moved``).
+    compared under its current path, and a key that moved (``train.*``) under its new key
+    (``settings.moved``).
     """
     before, after = _flatten(old), _flatten(new)
-    before = {k: current_target(v) if k.endswith("_target_") else v for k, v in before.items()}
+    before = {current_key(k): current_target(v) if k.endswith("_target_") else v for k, v in before.items()}
     changed = []
     for key in sorted(set(before) | set(after)):
         if any(key == k or key.startswith(f"{k}.") for k in MAY_CHANGE_ON_RESUME):
