@@ -19,11 +19,11 @@ train:
 test:
 	$(BIN)/python -m pytest $(ARGS)
 
-# Ours vs transformers Trainer + PEFT (MiniLM, SST-2, CPU or GPU); see README "Performance".
+# Ours vs transformers Trainer + PEFT (MiniLM, SST-2, CPU or GPU); see docs/performance.md.
 bench:
 	$(BIN)/python -m glue_lora.bench --out bench.json $(ARGS)
 
-# .carry/ for the GPU machine and the device command for bench/gpu.sh; see README "On a GPU".
+# .carry/ for the GPU machine and the device command for bench/gpu.sh; see docs/performance.md, "On a GPU".
 gpu-carry:
 	bash bench/gpu_carry.sh
 

@@ -9,7 +9,11 @@ import glue_lora  # noqa: F401  (registers the config resolvers before Hydra res
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from glue_lora.hydra_entry import run_and_report
-    from glue_lora.train import run
+
+    if cfg.get("stack") == "peer" and not cfg.get("dry_run"):
+        from glue_lora.bench.peer_train import run  # the same cell by transformers Trainer + peft
+    else:
+        from glue_lora.train import run
 
     results = run_and_report(run, cfg)
     return results.get("score") if results else None

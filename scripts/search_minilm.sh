@@ -14,12 +14,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 run() {  # run <task> <variant> <learning rates> <epochs> [overrides...]
   local task=$1 variant=$2 lrs=$3 epochs=$4
   shift 4
-  local lora=()
+  local lora=() again=() dir="$out/$task-$variant-e$epochs"
   [ "$variant" = full ] && lora=(lora=none)
+  [ -d "$dir" ] && again=(resume=true)  # a second pass skips finished jobs, resumes killed ones
   echo "== $(date -u +%H:%M:%S) $task $variant lr=$lrs epochs=$epochs"
   "$python" "$here/train.py" -m "task=$task" "${lora[@]}" "optimizer.lr=$lrs" "trainer.max_epochs=$epochs" \
     data.dev_from_train=true +task.val_fraction=0.1 trainer.val_check_interval=1.0 seed=0 \
-    "hydra.sweep.dir=$out/$task-$variant-e$epochs" "$@"
+    "hydra.sweep.dir=$dir" "${again[@]}" "$@"
 }
 
 for task in $tasks; do

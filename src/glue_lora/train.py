@@ -27,7 +27,7 @@ from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.training.param_groups import tier_table
-from glue_lora.utils.artifacts import atomic_write_json
+from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
@@ -87,16 +87,6 @@ def progress_bar_enabled(setting: bool | str) -> bool:
     return bool(setting)
 
 
-def _best_entry(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement);
-    # an undefined score (NaN: Pearson of a constant output) is never the best, as there.
-    def rank(item: tuple[int, dict[str, Any]]) -> tuple[float, int]:
-        score = item[1]["dev"][metric]
-        return (score if score == score else float("-inf"), -item[0])
-
-    return max(enumerate(history), key=rank)[1]
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns the content written to results.json."""
     spec = get_task(cfg.task.name)
@@ -131,6 +121,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.training.callbacks import ThroughputMeter
     from glue_lora.training.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
     from glue_lora.training.loggers import build_loggers, finish_loggers, run_group
+    from glue_lora.training.metrics import best_evaluation
     from glue_lora.training.module import SPLIT_RESULT_KEY, GlueLoRAModule
     from glue_lora.training.regularizers import TrainingLoss
     from glue_lora.training.reliability import reliability_callbacks
@@ -192,9 +183,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not module.history:  # no validation ran during fit (e.g. max_steps inside the first epoch)
         trainer.validate(module, datamodule=datamodule, verbose=False)
     history = module.history
-    best_entry = _best_entry(history, spec.primary_metric)
+    best_entry = best_evaluation(history, spec.primary_metric)
 
     results: dict[str, Any] = {
+        "stack": "ours",
         "task": spec.name,
         "model": model_settings.name,
         "model_name_or_path": model_settings.source(),
@@ -216,6 +208,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         record = adapter_record(spec, model_settings, lora, data, cfg.seed, cfg.trainer.precision)
         save_adapter(module.model, out_dir / ADAPTER, record, spec, results)
+        results["sizes"] = {"adapter_mb": round(dir_size_mb(out_dir / ADAPTER), 3)}
         atomic_write_json(out_dir / RESULTS, results)
         finish_loggers(loggers, results)
         print(

@@ -64,8 +64,17 @@ def test_every_recipe_matches_the_reference(model, reference, tmp_path):
 
 def test_every_recipe_file_is_a_known_pair():
     files = {f"{p.parent.name}/{p.stem}" for p in (ROOT / "conf" / "recipe").glob("*/*.yaml")}
-    # The paper's 24 pairs, and the embedded default's own recipe (make train).
-    assert files == {f"{m}/{t}" for m in MODELS for t in TASKS} | {"minilm/sst2"}
+    # The paper's 24 pairs, and the embedded default's own recipes (make train; experiment=glue_minilm).
+    assert files == {f"{m}/{t}" for m in MODELS for t in TASKS} | {"minilm/sst2", "minilm/cola"}
+
+
+def test_full_fine_tuning_picks_the_recipes_own_values():
+    lora = compose_train(["task=cola"])
+    assert (lora.optimizer.lr, lora.trainer.max_epochs) == (1e-3, 5)
+    for choice in (["lora=none"], ["variant=full"]):
+        full = compose_train(["task=cola", *choice])
+        assert full.lora is None and (full.optimizer.lr, full.trainer.max_epochs) == (1e-4, 3), choice
+    assert compose_train(["task=cola", "lora=none", "optimizer.lr=3e-5"]).optimizer.lr == 3e-5
 
 
 def test_cfg_job_shows_the_recipe_and_the_command_line_wins():

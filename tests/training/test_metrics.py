@@ -94,7 +94,7 @@ def test_a_constant_regression_output_has_undefined_correlations_as_scipy():
 
 
 def test_an_undefined_score_is_never_the_best_evaluation():
-    from glue_lora.train import _best_entry
+    from glue_lora.training.metrics import best_evaluation
 
     history = [{"dev": {"pearson": float("nan")}}, {"dev": {"pearson": 0.2}}, {"dev": {"pearson": 0.1}}]
-    assert _best_entry(history, "pearson") is history[1]
+    assert best_evaluation(history, "pearson") is history[1]

@@ -90,15 +90,6 @@ def compose_config(job: Job, device: str) -> DictConfig:
     return cfg
 
 
-def dir_size_mb(path: Path) -> float | None:
-    path = Path(path)
-    if not path.exists():
-        return None
-    if path.is_file():
-        return path.stat().st_size / 2**20
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
-
-
 def optimizer_state_mb(optimizer: Any) -> float:
     return measured_optimizer_state_bytes(optimizer) / 2**20
 

@@ -20,12 +20,12 @@ from glue_lora.bench.common import (
     Job,
     StepClock,
     compose_config,
-    dir_size_mb,
     optimizer_state_mb,
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
 )
+from glue_lora.utils.artifacts import dir_size_mb
 from glue_lora.utils.run_files import ADAPTER, last_checkpoint
 
 

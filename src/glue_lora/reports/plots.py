@@ -1,5 +1,6 @@
-"""Every plot of the reports, in one module: ``glue-lora report``'s dev metric per epoch and score
-against trainable parameters, and ``glue-lora study``'s dev metric per epoch per LoRA setting.
+"""Every plot of the reports, in one module: ``glue-lora report``'s dev metric per epoch, score
+against trainable parameters and the variants' comparison, and ``glue-lora study``'s dev metric per
+epoch per LoRA setting.
 
 Plots are drawn with matplotlib's object-oriented API on the Agg canvas (no display needed) and stay
 readable in black and white: every configuration has its own line style and marker.
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from glue_lora.reports.comparison import cells, comparable_runs, task_columns
 from glue_lora.reports.paper import paper_table
 from glue_lora.reports.runs import Run
 from glue_lora.reports.summary import Configuration
@@ -23,6 +25,7 @@ from glue_lora.settings.lora import label_order, lora_label
 
 CURVES_PNG = "curves.png"
 PARAMS_PNG = "params.png"
+COMPARISON_PNG = "comparison.png"
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "x", "P", "*")
 COLS = 3
@@ -170,6 +173,49 @@ def _plot_paper(ax, task: str, model: str) -> None:
             ax.annotate(
                 f"paper {kind}", (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize="small"
             )
+
+
+def plot_comparison(configs: Sequence[Configuration], path: Path) -> Path | None:
+    """One panel per task, one column per variant (LoRA, full, peer): each seed's score at its best
+    evaluation (filled) and at its last (hollow), the median of the best as a bar. In colour, and
+    with a marker per variant for black and white. None when the runs hold fewer than two variants."""
+    table = cells(comparable_runs(configs) or [])
+    if len(table) < 2:
+        return None
+    tasks = task_columns(table)
+    fig, axes = _grid(len(tasks), width=4.8, height=3.8)
+    colours = [f"C{i}" for i in range(len(table))]
+    for ax, task in zip(axes, tasks, strict=True):
+        metric = ""
+        for i, row in enumerate(table.values()):
+            cell = row.get(task)
+            if cell is None:
+                continue
+            metric = cell.runs[0]["metric"]
+            for protocol, face in (("best", colours[i]), ("last", "none")):
+                scores = cell.scores(protocol)
+                offsets = np.linspace(-0.12, 0.12, len(scores)) if len(scores) > 1 else [0.0]
+                ax.scatter(
+                    [i + o for o in offsets],
+                    scores,
+                    marker=MARKERS[i % len(MARKERS)],
+                    s=36,
+                    facecolors=face,
+                    edgecolors=colours[i],
+                    zorder=3,
+                    label=f"{protocol} evaluation" if task == tasks[0] and i == 0 else None,
+                )
+            median = cell.median("best")
+            if median is not None:
+                ax.hlines(median, i - 0.3, i + 0.3, colors=colours[i], linewidth=2.5, zorder=2)
+        ax.set_xticks(range(len(table)), ["\n".join(name.rsplit(" ", 1)) for name in table], fontsize=8)
+        ax.set_title(f"{task} ({metric})")
+        ax.set_ylabel("dev score (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("each seed: best evaluation (filled), last (hollow); bar: median of the best", fontsize=9)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def plot_history(results: Sequence[dict[str, Any]], path: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """`glue-lora report <dir> [<dir> ...]`: the sweep summary for any set of run or sweep directories,
-and PNG plots (``reports.plots``): dev metric per epoch, and final score against trainable parameters.
+and PNG plots (``reports.plots``): dev metric per epoch, final score against trainable parameters,
+and the variants side by side.
 """
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from glue_lora.reports.plots import CURVES_PNG, PARAMS_PNG, plot_curves, plot_params
+from glue_lora.reports.plots import (
+    COMPARISON_PNG,
+    CURVES_PNG,
+    PARAMS_PNG,
+    plot_comparison,
+    plot_curves,
+    plot_params,
+)
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, Configuration, summarise
 
 
@@ -19,7 +27,8 @@ def report(dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[list[Config
     title = "Summary of " + ", ".join(str(d) for d in dirs)
     configs = summarise(dirs, out_dir, title=title)
     written = [out_dir / SUMMARY_CSV, out_dir / SUMMARY_MD]
-    for plot, name in ((plot_curves, CURVES_PNG), (plot_params, PARAMS_PNG)):
+    plots = ((plot_curves, CURVES_PNG), (plot_params, PARAMS_PNG), (plot_comparison, COMPARISON_PNG))
+    for plot, name in plots:
         path = plot(configs, out_dir / name)
         if path is not None:
             written.append(path)

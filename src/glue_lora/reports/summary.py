@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from glue_lora.data.tasks import TASKS
+from glue_lora.reports.comparison import comparable_runs, comparison_markdown
 from glue_lora.reports.paper import paper_score
 from glue_lora.reports.runs import Run, find_runs
 from glue_lora.settings.lora import lora_label
@@ -202,7 +203,8 @@ def summary_csv(configs: Sequence[Configuration]) -> str:
 
 
 def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summary") -> str:
-    """A readable table of the same figures (one decimal, as in the paper), then failed jobs."""
+    """A readable table of the same figures (one decimal, as in the paper), the variants side by side
+    where the runs hold several (reports/comparison.py), then failed jobs."""
     swept = list(dict.fromkeys(k for c in configs for k in c.swept))
     head = ["task", "model", "lora", *swept, "n", "metric", "median", "mean ± std", "min – max"]
     head += ["paper", "Δ", "other dev metrics (median)"]
@@ -232,6 +234,8 @@ def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summa
         cells.append(f"{p.median - paper:+.1f}" if p and paper is not None else "")
         cells.append(", ".join(f"{m} {s.median:.1f}" for m, s in list(stats.items())[1:]))
         lines.append("| " + " | ".join(cells) + " |")
+    if by_variant := comparison_markdown(comparable_runs(configs)):
+        lines += ["", by_variant.rstrip("\n")]
     failed = [(c, r) for c in configs for r in c.failed]
     if failed:
         lines += ["", "## Failed jobs", ""]

@@ -28,9 +28,11 @@ from glue_lora.utils.errors import ConfigError
 # Expected types: a type, a tuple of types, None (null allowed) or ("list", item type).
 INT, FLOAT, BOOL, STR = int, (int, float), bool, str
 OPT = None
+STACKS = ("ours", "peer")
 
 TOP_LEVEL: dict[str, Any] = {
     "seed": INT,
+    "stack": STR,
     "deterministic": BOOL,
     "dry_run": BOOL,
     "resume": BOOL,
@@ -219,6 +221,11 @@ def check_ranges(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     DataSettings.for_training(cfg.data, cfg.task, cfg.get("seed"))  # checks its own ranges
     _in_range(cfg.get("seed"), "seed", 0, 2**32 - 1, "an integer in [0, 2^32)", "0")
+    if cfg.get("stack", "ours") not in STACKS:
+        raise ConfigError(
+            f"stack={cfg.stack!r} is unknown: use ours (our Lightning loop) or peer "
+            "(transformers Trainer + peft)."
+        )
     lr = cfg.optimizer.get("lr")
     if not isinstance(lr, int | float) or not lr > 0:
         raise ConfigError(

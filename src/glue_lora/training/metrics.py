@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,3 +92,15 @@ def build_metrics(spec: TaskSpec) -> torchmetrics.MetricCollection:
 def predictions_from_logits(spec: TaskSpec, logits: torch.Tensor) -> torch.Tensor:
     """Class ids (classification) or scores (regression) from the model's logits."""
     return logits.squeeze(-1).float() if spec.is_regression else logits.argmax(dim=-1)
+
+
+def best_evaluation(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The history entry with the best dev ``metric`` (the paper's protocol reads this one)."""
+
+    # The first of equal scores wins, as in ModelCheckpoint (which replaces only on improvement);
+    # an undefined score (NaN: Pearson of a constant output) is never the best, as there.
+    def rank(item: tuple[int, dict[str, Any]]) -> tuple[float, int]:
+        score = item[1]["dev"][metric]
+        return (score if score == score else float("-inf"), -item[0])
+
+    return max(enumerate(history), key=rank)[1]

@@ -119,3 +119,13 @@ def atomic_save_pretrained(
             raise disk_full_error(out_dir, max(_saved_bytes(model), written), err) from err
         raise
     return out_dir
+
+
+def dir_size_mb(path: Path) -> float | None:
+    """Size in MiB of a file, or of every file under a directory; None when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.is_file():
+        return path.stat().st_size / 2**20
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
