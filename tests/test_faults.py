@@ -12,7 +12,6 @@ import time
 import pytest
 import torch
 
-from glue_lora.adapters.init_adapter import prepare_init_adapter
 from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.merge import main as merge_main
 from glue_lora.adapters.merge import merge_adapter
@@ -24,7 +23,7 @@ from glue_lora.utils import artifacts, diskspace
 from glue_lora.utils.errors import ConfigError, DataError, DiskFullError
 from tests.helpers.adapters import make_adapter
 from tests.helpers.glue_files import write_glue_task
-from tests.helpers.runs import compose_tiny_run, compose_train, run_cli
+from tests.helpers.runs import compose_tiny_run, compose_train, init_adapter_of, run_cli
 
 DAMAGED = r"adapter_model\.safetensors is damaged and cannot be read .* Copy the adapter/ directory again"
 
@@ -48,7 +47,7 @@ def test_damaged_adapter_is_named_by_load_merge_predictor_and_init_adapter(damag
         ["model=tiny_roberta", "task=rte", f"init_adapter={damaged_adapter}"], tmp_path / "new"
     )
     with pytest.raises(DataError, match=DAMAGED):
-        prepare_init_adapter(cfg)
+        init_adapter_of(cfg)
     assert merge_main([str(damaged_adapter), str(tmp_path / "merged")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "is damaged" in err and "Traceback" not in err

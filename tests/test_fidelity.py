@@ -16,15 +16,13 @@ import torch
 import yaml
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.settings.validation import check_target_arguments
-from glue_lora.train import batch_plan
 from glue_lora.train import run as train
-from glue_lora.training.batching import plan_batches, trainer_batch_arguments
+from glue_lora.training.batching import plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.training.module import warmup_steps
 from glue_lora.training.reference_adamw import ReferenceAdamW
 from glue_lora.utils.errors import ConfigError
-from tests.helpers.runs import compose_tiny_run, compose_train
+from tests.helpers.runs import compose_tiny_run, compose_train, datamodule_of, model_of
 
 TABLE = yaml.safe_load(resources.files("glue_lora.settings").joinpath("reference_scripts.yaml").read_text())
 RECIPES = [(model, task) for model, rows in TABLE["scripts"].items() for task in rows]
@@ -142,7 +140,7 @@ def test_reference_adamw_moves_tiny_gradients_less_than_torch_adamw_at_first():
 
 def test_deberta_cls_dropout_feeds_the_classifier_only():
     cfg = compose_train(["model=tiny_deberta", "model.cls_dropout=0.2", "model.fast_dropout=false"])
-    model = build_model(cfg, get_task("rte"))
+    model = model_of(cfg, get_task("rte"))
     base = model.base_model.model
     assert base.dropout.p == 0.2  # before the classifier, as the reference's cls_dropout
     assert base.pooler.dropout.p == 0.0  # ContextPooler: the config's pooler_dropout, 0
@@ -154,13 +152,13 @@ def lora_a(model) -> torch.Tensor:
 
 def test_deberta_lora_a_is_drawn_as_the_reference_draws_it():
     torch.manual_seed(0)
-    deberta = build_model(compose_train(["model=tiny_deberta"]), get_task("rte"))
+    deberta = model_of(compose_train(["model=tiny_deberta"]), get_task("rte"))
     values = lora_a(deberta)
     std = deberta.config.initializer_range
     assert values.std().item() == pytest.approx(std, rel=0.1)  # N(0, initializer_range)
     within_one_std = (values.abs() < values.std()).float().mean().item()
     assert within_one_std == pytest.approx(0.683, abs=0.05)  # a normal's share (a uniform's: 0.577)
-    roberta = build_model(compose_train(["model=tiny_roberta"]), get_task("rte"))
+    roberta = model_of(compose_train(["model=tiny_roberta"]), get_task("rte"))
     bound = 1 / math.sqrt(roberta.config.hidden_size)  # kaiming_uniform(a=sqrt(5)), as loralib
     assert lora_a(roberta).abs().max().item() <= bound
 
@@ -233,7 +231,6 @@ def test_reference_procedure_turns_off_every_deviation_of_ours():
 
 
 def test_reference_procedure_batches_in_random_order_padded_to_max_length(glue_fixtures, token_cache):
-    from glue_lora.data.datamodule import build_datamodule
     from glue_lora.model.backbone import build_tokenizer
 
     cfg = compose_tiny_run(
@@ -241,7 +238,7 @@ def test_reference_procedure_batches_in_random_order_padded_to_max_length(glue_f
     )
     spec = get_task("rte")
     tokenizer = build_tokenizer(dict(cfg.model), None)
-    datamodule = build_datamodule(cfg, spec, tokenizer)
+    datamodule = datamodule_of(cfg, spec, tokenizer)
     datamodule.setup("fit")
     batches = list(datamodule.train_dataloader())
     assert {tuple(b["input_ids"].shape[1:]) for b in batches} == {(64,)}
@@ -277,3 +274,8 @@ def test_eval_reproduces_a_bf16_run_with_its_own_batch_size(glue_fixtures, token
     )
     assert evaluated["evaluation"] == {"precision": "bf16-mixed", "batch_size": 5, "padding": "longest"}
     assert evaluated["dev"] == results["dev"]  # bit for bit
+
+
+def batch_plan(cfg):
+    """The batch plan train.run makes of ``cfg``."""
+    return plan_batches(cfg.data.batch_size, cfg.data.get("global_batch_size"), trainer_settings(cfg.trainer))

@@ -19,14 +19,13 @@ from glue_lora.data.datamodule import GlueDataModule
 from glue_lora.data.reading import read_split
 from glue_lora.data.tasks import get_task
 from glue_lora.evaluate import write_predictions
-from glue_lora.model.build import build_model
 from glue_lora.reports.study import load_results, study_table
 from glue_lora.reports.study import main as study_main
 from glue_lora.train import run
 from glue_lora.training.module import build_schedule
 from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.memory import adamw_state_mb
-from tests.helpers.runs import CONF, TINY, compose_train, run_cli
+from tests.helpers.runs import CONF, TINY, compose_train, model_of, run_cli
 
 # The shared data holds AG News beside GLUE; AG_NEWS_DIR points elsewhere.
 REAL_AG_NEWS = Path(
@@ -140,7 +139,7 @@ def lora_modules_per_layer(model) -> Counter:
 def test_lora_only_where_asked(overrides, expected):
     cfg = compose_train([*overrides, "task=sst2"])
     with torch.device("meta"):
-        model = build_model(cfg, get_task("sst2"), device="meta")
+        model = model_of(cfg, get_task("sst2"), device="meta")
     found = lora_modules_per_layer(model)
     if (0, "dense") in expected:  # "dense": attention output, intermediate and output of a layer
         assert found == Counter({(0, "query_proj"): 1, (0, "key_proj"): 1, (0, "dense"): 3})
@@ -284,7 +283,7 @@ def test_lora_vs_full_sweep_and_study_table(glue_fixtures, token_cache, tmp_path
     assert study_main([str(sweep_dir)]) == 0
     table = (sweep_dir / "study.md").read_text().splitlines()
     assert "wall time (s)" in table[0] and "optimizer state (MB)" in table[0]
-    assert table[2].startswith("| full | 1 | 1,011,458 |") and table[3].startswith("| r=2 | 1 | 1,634 |")
+    assert table[2].startswith("| full | 1 | 1,011,458 |") and table[3].startswith("| r2-a2 | 1 | 1,634 |")
     png = (sweep_dir / "study.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -318,8 +317,8 @@ def test_study_table_reads_as_the_issue_asks():
     lines = table.splitlines()
     assert lines[2].startswith("| full |") and f"| {adamw_state_mb(full):.2f} |" in lines[2]
     assert round(adamw_state_mb(full)) == 951
-    assert lines[3].startswith("| r=8 |") and "| 2.25 |" in lines[3]
-    assert lines[4].startswith("| r=8 alpha=16 |") and "| n/a |" in lines[4]
+    assert lines[3].startswith("| r8-a8 |") and "| 2.25 |" in lines[3]
+    assert lines[4].startswith("| r8-a16 |") and "| n/a |" in lines[4]
 
 
 def test_study_command_is_listed(capsys):

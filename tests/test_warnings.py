@@ -7,10 +7,9 @@ import warnings
 import pytest
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.training.metrics import build_metrics
 from glue_lora.utils.quiet import KNOWN_WARNINGS, silence_known_warnings
-from tests.helpers.runs import ROOT, TINY, compose_train, run_cli
+from tests.helpers.runs import ROOT, TINY, compose_train, model_of, run_cli
 
 
 def test_pytest_filters_name_each_known_warning_and_no_whole_category():
@@ -27,7 +26,7 @@ def test_building_a_lora_model_warns_nothing_once_known_warnings_are_silenced():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         silence_known_warnings()
-        build_model(compose_train(["model=tiny_roberta"]), get_task("rte"))
+        model_of(compose_train(["model=tiny_roberta"]), get_task("rte"))
     assert [str(w.message) for w in caught] == []
 
 

@@ -19,6 +19,7 @@ from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.record import AdapterInfo, read_adapter
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import check_max_length
+from glue_lora.settings.data import DataSettings
 from glue_lora.training.metrics import build_metrics, predictions_from_logits
 from glue_lora.training.module import SPLIT_RESULT_KEY
 from glue_lora.utils.artifacts import atomic_open, atomic_write_json
@@ -44,14 +45,14 @@ def eval_task(info: AdapterInfo, task: str | None) -> TaskSpec:
     return spec
 
 
-def data_dir_for(cfg: DictConfig, spec: TaskSpec) -> str | None:
+def data_dir_for(data: DictConfig, task: DictConfig | None, paths: DictConfig, spec: TaskSpec) -> str | None:
     """``data.data_dir``, else task=...'s, else ``paths.<task>_dir`` if any, else ``paths.glue_dir``."""
-    if cfg.data.get("data_dir"):
-        return str(cfg.data.data_dir)
-    if cfg.get("task") is not None and cfg.task.name == spec.name:
-        return cfg.task.get("data_dir")
+    if data.get("data_dir"):
+        return str(data.data_dir)
+    if task is not None and task.name == spec.name:
+        return task.get("data_dir")
     key = f"{spec.name}_dir"
-    return cfg.paths.get(key) if key in cfg.paths else cfg.paths.get("glue_dir")
+    return paths.get(key) if key in paths else paths.get("glue_dir")
 
 
 def format_prediction(spec: TaskSpec, value: float | int) -> str:
@@ -84,18 +85,18 @@ def write_predictions(
 EVALUATION_DEFAULTS = {"precision": "32-true", "batch_size": 128, "padding": "longest"}
 
 
-def evaluation_settings(cfg: DictConfig, info: AdapterInfo) -> dict[str, Any]:
+def evaluation_settings(trainer: DictConfig, data: DictConfig, info: AdapterInfo) -> dict[str, Any]:
     """Precision, eval batch size and padding: the command line's, else those the run evaluated with.
 
     The same settings give the training run's dev metrics bit for bit on the same kind of device.
     """
     recorded = {**EVALUATION_DEFAULTS, **info.evaluation}
     settings = {
-        "precision": cfg.trainer.get("precision") or recorded["precision"],
-        "batch_size": cfg.data.get("eval_batch_size") or recorded["batch_size"],
-        "padding": cfg.data.get("padding") or recorded["padding"],
+        "precision": trainer.get("precision") or recorded["precision"],
+        "batch_size": data.get("eval_batch_size") or recorded["batch_size"],
+        "padding": data.get("padding") or recorded["padding"],
     }
-    on_gpu = cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    on_gpu = trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     if str(settings["precision"]).startswith("16") and not on_gpu:
         log.warning(
             "The run evaluated in %s, which needs a GPU; evaluating in 32-true here, so metrics may "
@@ -106,22 +107,20 @@ def evaluation_settings(cfg: DictConfig, info: AdapterInfo) -> dict[str, Any]:
     return settings
 
 
-def _datamodule(cfg: DictConfig, spec: TaskSpec, info: AdapterInfo, tokenizer: Any, settings: dict):
-    from glue_lora.data.datamodule import GlueDataModule
-
-    batch = settings["batch_size"]
-    return GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=data_dir_for(cfg, spec),
-        max_length=cfg.data.get("max_length") or info.max_length,
-        batch_size=batch,
-        eval_batch_size=batch,
-        num_workers=cfg.data.num_workers,
-        cache_dir=cfg.data.cache_dir,
-        val_fraction=cfg.data.val_fraction,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
+def eval_data_settings(
+    data: DictConfig, data_dir: str | None, max_length: int, settings: dict
+) -> DataSettings:
+    """eval.py's ``data`` group, with the adapter's max_length and the evaluation ``settings``."""
+    return DataSettings(
+        data_dir=data_dir,
+        max_length=max_length,
+        batch_size=settings["batch_size"],
+        eval_batch_size=settings["batch_size"],
+        num_workers=data.num_workers,
+        cache_dir=data.cache_dir,
+        val_fraction=data.val_fraction,
+        max_eval_rows=data.max_eval_rows,
+        skip_malformed_rows=data.skip_malformed_rows,
         padding=settings["padding"],
     )
 
@@ -152,6 +151,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     route_library_logs_through_hydra()
+    from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.training.module import GlueLoRAModule
 
     if cfg.split not in SPLITS:
@@ -164,9 +164,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"Task {spec.name} has no test split to predict; use split=dev.")
     out_dir = Path(cfg.paths.output_dir)
     model, tokenizer, info = load_model(info)
-    check_max_length(model, cfg.data.get("max_length") or info.max_length, info.model.get("name"))
-    settings = evaluation_settings(cfg, info)
-    datamodule = _datamodule(cfg, spec, info, tokenizer, settings)
+    max_length = cfg.data.get("max_length") or info.max_length
+    check_max_length(model, max_length, info.model.get("name"))
+    settings = evaluation_settings(cfg.trainer, cfg.data, info)
+    data_dir = data_dir_for(cfg.data, cfg.get("task"), cfg.paths, spec)
+    data = eval_data_settings(cfg.data, data_dir, max_length, settings)
+    datamodule = datamodule_from_settings(data, spec, tokenizer)
     module = GlueLoRAModule(model, spec, optimizer=None, schedule={})
     trainer = instantiate(cfg.trainer, precision=settings["precision"])
 

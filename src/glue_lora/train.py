@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,22 +12,24 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.adapters.init_adapter import load_init_adapter, prepare_init_adapter
-from glue_lora.adapters.model_card import CARD, adapter_card, shareable_base
-from glue_lora.adapters.record import RECORD, adapter_record, shared_base_name
+from glue_lora.adapters.record import adapter_record
+from glue_lora.adapters.save import save_adapter
 from glue_lora.data.source import check_data_source
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import build_tokenizer, check_max_length, check_vocabulary
 from glue_lora.model.build import build_model
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
-from glue_lora.settings.lora import lora_dict
+from glue_lora.settings.data import DataSettings
+from glue_lora.settings.lora import LoraSettings, lora_settings
+from glue_lora.settings.model import ModelSettings
 from glue_lora.settings.recipes import describe_recipe
+from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.training.param_groups import tier_table
-from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json, dir_size_mb
+from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
 from glue_lora.utils.quiet import route_library_logs_through_hydra
-from glue_lora.utils.redact import redact
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
 log = logging.getLogger(__name__)
@@ -46,30 +47,32 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-def batch_plan(cfg: DictConfig) -> BatchPlan:
-    """Per-device batch, devices and the accumulation that reaches ``data.global_batch_size``."""
-    return plan_batches(cfg.data.batch_size, cfg.data.get("global_batch_size"), trainer_settings(cfg.trainer))
-
-
-def report_parameters(cfg: DictConfig, counts: ParamCounts, model: torch.nn.Module, plan: BatchPlan) -> None:
+def report_parameters(
+    counts: ParamCounts,
+    model: torch.nn.Module,
+    plan: BatchPlan,
+    lora: LoraSettings | None,
+    lr_tiers: dict[str, Any] | None,
+    lr: float,
+) -> None:
     print(counts.table())
-    if budget := check_budget(counts, lora_dict(cfg)):
+    if budget := check_budget(counts, lora.as_dict() if lora is not None else None):
         print(budget)
-    if cfg.get("lr_tiers"):
-        print(tier_table(model, cfg.lr_tiers, cfg.optimizer.lr))
+    if lr_tiers:
+        print(tier_table(model, lr_tiers, lr))
     print(plan.describe())
 
 
-def dry_run(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
+def dry_run(
+    model_settings: ModelSettings, lora: LoraSettings | None, spec: TaskSpec, max_length: int, report: Any
+) -> dict[str, Any]:
     """Build the model on the meta device (no weights, data or download), print its counts, exit."""
-    if cfg.model.get("architecture") is not None:
-        cfg = cfg.copy()
-        cfg.model.pretrained = False
+    model_settings = model_settings.on_meta_device()
     with torch.device("meta"):
-        model = build_model(cfg, spec, device="meta")
-    check_max_length(model, cfg.data.max_length, cfg.model.name)
-    counts = count_parameters(model, cfg.model.trained_in_full)
-    report_parameters(cfg, counts, model, batch_plan(cfg))
+        model = build_model(model_settings, lora, spec, device="meta")
+    check_max_length(model, max_length, model_settings.name)
+    counts = count_parameters(model, model_settings.trained_in_full)
+    report(counts, model)
     return {"params": counts.as_dict()}
 
 
@@ -92,41 +95,57 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # import Lightning and before any model is built.
         check_data_source(spec, cfg.task.data_dir)
     validate(cfg)
-    log.info(describe_recipe(cfg))
+    log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
+    # Each group resolved once, into the typed settings that the helpers below get.
+    model_settings = ModelSettings.from_config(cfg.model)
+    lora = lora_settings(cfg.get("lora"), model_settings.lora_targets)
+    data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
+    lr_tiers = OmegaConf.to_container(cfg.lr_tiers, resolve=True) if cfg.get("lr_tiers") else None
+    plan = plan_batches(data.batch_size, data.global_batch_size, trainer_settings(cfg.trainer))
+
+    def report(counts: ParamCounts, model: torch.nn.Module) -> None:
+        report_parameters(counts, model, plan, lora, lr_tiers, cfg.optimizer.lr)
+
     if cfg.get("dry_run"):
-        return dry_run(cfg, spec)
-    init = prepare_init_adapter(cfg)  # fails here, before any work, when the adapter is missing
+        return dry_run(model_settings, lora, spec, data.max_length, report)
+    # fails here, before any work, when the adapter is missing
+    init = prepare_init_adapter(
+        cfg.get("init_adapter"), model=model_settings.name, task=spec.name, lora=lora, recipe=cfg.recipe
+    )
 
     route_library_logs_through_hydra()
     import lightning as L
     from hydra.utils import instantiate
 
-    from glue_lora.data.datamodule import build_datamodule
+    from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.training.callbacks import ThroughputMeter
     from glue_lora.training.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
-    from glue_lora.training.loggers import build_loggers, finish_loggers
+    from glue_lora.training.loggers import build_loggers, finish_loggers, run_group
     from glue_lora.training.metrics import best_evaluation
     from glue_lora.training.module import SPLIT_RESULT_KEY, GlueLoRAModule
     from glue_lora.training.regularizers import TrainingLoss
     from glue_lora.training.reliability import reliability_callbacks
     from glue_lora.training.resume import finished_results, fit, prepare_resume, run_config
 
+    # The run's resolved config, secrets masked: results.json, checkpoints and loggers record it,
+    # and a resumed run is compared with it.
+    config = run_config(cfg)
+    resume = ResumeSettings(cfg.get("resume"), cfg.get("ckpt_path"))
     out_dir = Path(cfg.paths.output_dir)
-    if (done := finished_results(cfg, out_dir)) is not None:
+    if (done := finished_results(config, resume, out_dir)) is not None:
         return done
-    resume_from = prepare_resume(cfg, out_dir)  # checked before anything is built
+    resume_from = prepare_resume(resume, config, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
-    model = build_model(cfg, spec)
-    check_max_length(model, cfg.data.max_length, cfg.model.name)
-    load_init_adapter(model, init, spec, cfg.model.trained_in_full)
-    tokenizer = build_tokenizer(OmegaConf.to_container(cfg.model, resolve=True), model.config)
+    model = build_model(model_settings, lora, spec)
+    check_max_length(model, data.max_length, model_settings.name)
+    load_init_adapter(model, init, spec, model_settings.trained_in_full)
+    tokenizer = build_tokenizer(model_settings.config, model.config)
     check_vocabulary(model, tokenizer)
-    counts = count_parameters(model, cfg.model.trained_in_full)
-    plan = batch_plan(cfg)
-    report_parameters(cfg, counts, model, plan)
-    warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=lora_dict(cfg) is None))
+    counts = count_parameters(model, model_settings.trained_in_full)
+    report(counts, model)
+    warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=lora is None))
 
-    datamodule = build_datamodule(cfg, spec, tokenizer)
+    datamodule = datamodule_from_settings(data, spec, tokenizer)
     # Read and check every file before the first step, so bad data never costs training time.
     datamodule.setup("fit")
     module = GlueLoRAModule(
@@ -134,8 +153,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         spec,
         instantiate(cfg.optimizer),
         cfg.schedule,
-        lr_tiers=OmegaConf.to_container(cfg.lr_tiers) if cfg.get("lr_tiers") else None,
-        training_loss=TrainingLoss.from_config(cfg.get("train"), spec.is_regression),
+        lr_tiers=lr_tiers,
+        training_loss=TrainingLoss.from_config(cfg.get("regularizer"), spec.is_regression),
     )
 
     checkpoint, checkpoints = checkpoint_callbacks(
@@ -145,12 +164,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     meter = ThroughputMeter()
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = build_loggers(cfg)
+    group = run_group(spec.name, model_settings.name, lora)
+    loggers = build_loggers(cfg.get("logger"), config, group, cfg.seed)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         **trainer_batch_arguments(plan, cfg.trainer.get("val_check_interval")),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar", "auto")),
-        callbacks=[*checkpoints, meter, *reliability_callbacks(cfg, out_dir), *extra_callbacks],
+        callbacks=[*checkpoints, meter, *reliability_callbacks(config, out_dir), *extra_callbacks],
         logger=loggers,
         plugins=[SafeCheckpointIO()],
     )
@@ -168,9 +188,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, Any] = {
         "stack": "ours",
         "task": spec.name,
-        "model": cfg.model.name,
-        "model_name_or_path": _model_source(cfg),
-        "lora": lora_dict(cfg),
+        "model": model_settings.name,
+        "model_name_or_path": model_settings.source(),
+        "lora": lora.as_dict() if lora is not None else None,
         "seed": cfg.seed,
         "metric": spec.primary_metric,
         "score": best_entry["dev"][spec.primary_metric],
@@ -183,10 +203,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["params"] = counts.as_dict()
     results["train"] = meter.summary(module.device)
     # The run's resolved config (secrets masked): a sweep re-run with resume=true compares it.
-    results["config"] = run_config(cfg)
+    results["config"] = config
 
     if trainer.is_global_zero:
-        save_adapter(module.model, out_dir / ADAPTER, cfg, spec, results)
+        record = adapter_record(spec, model_settings, lora, data, cfg.seed, cfg.trainer.precision)
+        save_adapter(module.model, out_dir / ADAPTER, record, spec, results)
         results["sizes"] = {"adapter_mb": round(dir_size_mb(out_dir / ADAPTER), 3)}
         atomic_write_json(out_dir / RESULTS, results)
         finish_loggers(loggers, results)
@@ -195,49 +216,3 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"step {best_entry['step']}); results in {out_dir / RESULTS}"
         )
     return results
-
-
-def _model_source(cfg: DictConfig) -> str:
-    from glue_lora.model.backbone import resolve_source
-
-    if not cfg.model.get("pretrained", True):
-        return f"random:{cfg.model.name}"
-    return resolve_source(OmegaConf.to_container(cfg.model, resolve=True))
-
-
-def save_adapter(
-    model: torch.nn.Module,
-    adapter_dir: Path,
-    cfg: DictConfig,
-    spec: TaskSpec,
-    results: dict[str, Any] | None = None,
-) -> None:
-    """Save LoRA weights and head (PEFT layout), or the whole model for full fine-tuning.
-
-    ``glue_lora.json`` beside them records what eval.py needs to rebuild the base model (the
-    local source of its weights too); ``adapter_config.json`` names the base by its Hub id where
-    the weights were a packaged copy of it, so the directory loads on another machine. With
-    ``results``, a model card (README.md) is written beside them.
-    """
-    record = redact(adapter_record(cfg, spec))
-    extra_text = {}
-    if results is not None:
-        extra_text[CARD] = adapter_card(results["config"], spec, results, _command())
-    # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
-    # network call at every save once the base is named by its Hub id) has nothing to find.
-    save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
-    with shared_base_name(model, shareable_base(record["model"])):
-        atomic_save_pretrained(
-            model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
-        )
-
-
-def _command() -> str | None:
-    """The command line of this run, as Hydra recorded its overrides (None outside a Hydra run)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    # unresolved, as Hydra saves them: `key=${oc.env:NAME}` must not turn into the secret it names
-    overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
-    return " ".join(["python train.py", *(shlex.quote(o) for o in overrides)])

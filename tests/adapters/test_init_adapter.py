@@ -9,14 +9,13 @@ import torch
 from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
 
-from glue_lora.adapters.init_adapter import load_init_adapter, prepare_init_adapter
+from glue_lora.adapters.init_adapter import load_init_adapter
 from glue_lora.adapters.record import PEFT_PREFIX
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.train import run, set_determinism
 from glue_lora.utils.errors import ConfigError
 from tests.helpers.adapters import make_adapter
-from tests.helpers.runs import TINY, compose_train
+from tests.helpers.runs import TINY, compose_train, init_adapter_of, model_of
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +28,9 @@ def start(task: str, model: str, init: str, seed: int = 1):
     """Build the model of a run and load ``init`` into it, as train.run does."""
     cfg = compose_train([f"model={model}", f"task={task}", f"seed={seed}", f"init_adapter={init}"])
     spec = get_task(task)
-    prepared = prepare_init_adapter(cfg)
+    prepared = init_adapter_of(cfg)
     set_determinism(cfg.seed, False)
-    model_ = build_model(cfg, spec)
+    model_ = model_of(cfg, spec)
     fresh = {k: v.clone() for k, v in get_peft_model_state_dict(model_).items()}
     report = load_init_adapter(model_, prepared, spec, list(cfg.model.trained_in_full))
     return model_, fresh, report
@@ -106,20 +105,20 @@ def test_a_training_run_starts_from_the_adapter(mnli_adapters, glue_fixtures, to
 def test_missing_adapter_says_how_to_train_one_or_opt_out(tmp_path):
     cfg = compose_train(["model=tiny_roberta", "task=rte", f"init_adapter={tmp_path}/nowhere"])
     with pytest.raises(ConfigError, match="task=mnli") as err:
-        prepare_init_adapter(cfg)
+        init_adapter_of(cfg)
     assert "init_adapter=null" in str(err.value)
 
 
 def test_init_adapter_needs_lora_and_the_same_model(mnli_adapters):
     path = mnli_adapters["tiny_roberta"]
     with pytest.raises(ConfigError, match="lora=none"):
-        prepare_init_adapter(
+        init_adapter_of(
             compose_train(["model=tiny_roberta", "task=rte", "lora=none", f"init_adapter={path}"])
         )
     with pytest.raises(ConfigError, match="model=tiny_roberta"):
-        prepare_init_adapter(compose_train(["model=tiny_deberta", "task=rte", f"init_adapter={path}"]))
+        init_adapter_of(compose_train(["model=tiny_deberta", "task=rte", f"init_adapter={path}"]))
     with pytest.raises(ConfigError, match=r"lora\.r=8"):
         start_cfg = ["lora.r=4", "lora.alpha=8"]
         cfg = compose_train(["model=tiny_roberta", "task=rte", f"init_adapter={path}", *start_cfg])
-        model = build_model(cfg, get_task("rte"))
-        load_init_adapter(model, prepare_init_adapter(cfg), get_task("rte"), ["classifier"])
+        model = model_of(cfg, get_task("rte"))
+        load_init_adapter(model, init_adapter_of(cfg), get_task("rte"), ["classifier"])

@@ -49,7 +49,7 @@ def test_peer_refuses_what_it_has_no_equivalent_for(glue_fixtures, token_cache, 
     from glue_lora.bench.peer_train import run as run_peer
 
     cfg = compose_tiny_run(
-        glue_fixtures, token_cache, tmp_path, ["variant=peer_lora", "train.rdrop_alpha=1.0"]
+        glue_fixtures, token_cache, tmp_path, ["variant=peer_lora", "regularizer.rdrop_alpha=1.0"]
     )
     with pytest.raises(ConfigError, match=r"stack=peer .* R-Drop"):
         run_peer(cfg)

@@ -61,10 +61,9 @@ def test_tokenized_split_rows_and_columns():
 
 def test_pad_to_multiple_of_reaches_the_training_collator():
     """data.pad_to_multiple_of rounds each batch's length up (few shapes for torch.compile)."""
-    from glue_lora.data.datamodule import build_datamodule
-    from tests.helpers.runs import compose_train
+    from tests.helpers.runs import compose_train, datamodule_of
 
     cfg = compose_train(["model=tiny_roberta", "data.pad_to_multiple_of=16"])
-    collate = build_datamodule(cfg, get_task("sst2"), minilm_tokenizer())._collate()
+    collate = datamodule_of(cfg, get_task("sst2"), minilm_tokenizer())._collate()
     batch = collate([{"input_ids": [101, 5, 6, 102]}, {"input_ids": [101, 102]}])
     assert batch["input_ids"].shape == (2, 16) and batch["attention_mask"].sum() == 6

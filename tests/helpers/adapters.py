@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
+from glue_lora.adapters.save import save_adapter
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
-from glue_lora.train import save_adapter, set_determinism
-from tests.helpers.runs import compose_train
+from glue_lora.train import set_determinism
+from tests.helpers.runs import compose_train, model_of, record_of
 
 
 def make_adapter(
@@ -22,13 +22,13 @@ def make_adapter(
     cfg = compose_train([f"model={model}", f"task={task}", f"seed={seed}", *overrides], out_dir)
     spec = get_task(task)
     set_determinism(cfg.seed, False)
-    peft_model = build_model(cfg, spec)
+    peft_model = model_of(cfg, spec)
     generator = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():
         for _, p in peft_model.named_parameters():
             if p.requires_grad:  # LoRA A/B and the head: what training would have changed
                 p.add_(0.2 * torch.randn(p.shape, generator=generator))
-    save_adapter(peft_model, out_dir / "adapter", cfg, spec)
+    save_adapter(peft_model, out_dir / "adapter", record_of(cfg, spec), spec)
     return out_dir
 
 

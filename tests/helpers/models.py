@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers.runs import compose_train
+from tests.helpers.runs import compose_train, model_of
 
 
 def flag_twins(model: str, flag: str) -> tuple[Any, Any]:
@@ -15,11 +15,10 @@ def flag_twins(model: str, flag: str) -> tuple[Any, Any]:
     import torch
 
     from glue_lora.data.tasks import get_task
-    from glue_lora.model.build import build_model
 
     torch.manual_seed(0)
-    off = build_model(compose_train([f"model={model}", f"model.{flag}=false"]), get_task("sst2"))
-    on = build_model(compose_train([f"model={model}", f"model.{flag}=true"]), get_task("sst2"))
+    off = model_of(compose_train([f"model={model}", f"model.{flag}=false"]), get_task("sst2"))
+    on = model_of(compose_train([f"model={model}", f"model.{flag}=true"]), get_task("sst2"))
     with torch.no_grad():
         for name, p in off.named_parameters():
             if "lora_B" in name:

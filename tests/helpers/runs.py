@@ -73,3 +73,45 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def job_dirs(sweep: Path) -> list[Path]:
     return sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name))
+
+
+def model_of(cfg: DictConfig, spec, device: str | None = None):
+    """``build_model`` with the model and LoRA settings of ``cfg``, as train.run builds them."""
+    from glue_lora.model.build import build_model
+    from glue_lora.settings.lora import lora_settings
+    from glue_lora.settings.model import ModelSettings
+
+    model = ModelSettings.from_config(cfg.model)
+    return build_model(model, lora_settings(cfg.get("lora"), model.lora_targets), spec, device=device)
+
+
+def datamodule_of(cfg: DictConfig, spec, tokenizer):
+    """The data module train.run builds for ``cfg``."""
+    from glue_lora.data.datamodule import datamodule_from_settings
+    from glue_lora.settings.data import DataSettings
+
+    return datamodule_from_settings(DataSettings.for_training(cfg.data, cfg.task, cfg.seed), spec, tokenizer)
+
+
+def init_adapter_of(cfg: DictConfig):
+    """``prepare_init_adapter`` with the settings of ``cfg``, as train.run calls it."""
+    from glue_lora.adapters.init_adapter import prepare_init_adapter
+    from glue_lora.settings.lora import lora_settings
+
+    lora = lora_settings(cfg.get("lora"), cfg.model.lora_targets)
+    return prepare_init_adapter(
+        cfg.get("init_adapter"), model=cfg.model.name, task=cfg.task.name, lora=lora, recipe=cfg.get("recipe")
+    )
+
+
+def record_of(cfg: DictConfig, spec) -> dict:
+    """The glue_lora.json record train.run writes for ``cfg``."""
+    from glue_lora.adapters.record import adapter_record
+    from glue_lora.settings.data import DataSettings
+    from glue_lora.settings.lora import lora_settings
+    from glue_lora.settings.model import ModelSettings
+
+    model = ModelSettings.from_config(cfg.model)
+    lora = lora_settings(cfg.get("lora"), model.lora_targets)
+    data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
+    return adapter_record(spec, model, lora, data, cfg.seed, cfg.trainer.precision)

@@ -7,9 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.train import run
-from tests.helpers.runs import compose_tiny_run, compose_train
+from tests.helpers.runs import compose_tiny_run, compose_train, model_of
 
 
 @pytest.mark.parametrize("model", ["tiny_roberta", "tiny_deberta"])
@@ -17,7 +16,7 @@ from tests.helpers.runs import compose_tiny_run, compose_train
 def test_half_frozen_weights_train_in_fp32(model, dtype):
     name = str(dtype).removeprefix("torch.")
     cfg = compose_train([f"model={model}", f"model.frozen_dtype={name}"])
-    net = build_model(cfg, get_task("rte"))
+    net = model_of(cfg, get_task("rte"))
     frozen = {p.dtype for p in net.parameters() if not p.requires_grad}
     trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
     assert frozen == {dtype}

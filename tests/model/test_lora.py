@@ -8,11 +8,10 @@ from omegaconf import OmegaConf
 
 from glue_lora.data.tasks import get_task
 from glue_lora.model.backbone import build_backbone
-from glue_lora.model.build import build_model
 from glue_lora.model.layers import layer_index, num_layers
 from glue_lora.model.lora import apply_lora, count_parameters, validate_lora_config
 from glue_lora.utils.errors import ConfigError
-from tests.helpers.runs import compose_train
+from tests.helpers.runs import compose_train, model_of
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "targets": None, "layers": None, "bias": "none"}
 
@@ -118,7 +117,7 @@ def test_invalid_lora_values(override, message):
 def test_paper_lora_counts_on_the_meta_device(overrides, lora_params):
     cfg = compose_train([*overrides, "model.pretrained=false", "task=rte"])
     with torch.device("meta"):
-        model = build_model(cfg, get_task("rte"), device="meta")
+        model = model_of(cfg, get_task("rte"), device="meta")
     counts = count_parameters(model, cfg.model.trained_in_full)
     assert counts.lora == lora_params
     assert all(p.is_meta for p in model.parameters())

@@ -6,15 +6,14 @@ import pytest
 import torch
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.train import run
 from tests.helpers.models import eval_logits_and_grads, flag_twins
-from tests.helpers.runs import compose_tiny_run, compose_train
+from tests.helpers.runs import compose_tiny_run, compose_train, model_of
 
 
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 def test_attention_implementation_is_passed_through(kernel):
-    model = build_model(
+    model = model_of(
         compose_train(
             ["model=tiny_roberta", f"model.attn_implementation={kernel}", "model.fast_dropout=false"]
         ),

@@ -116,7 +116,9 @@ def test_a_pair_without_recipe_uses_the_generic_defaults_and_says_so(tmp_path, c
         run(cfg)
     assert "No recipe for model=tiny_roberta task=rte" in caplog.text
     assert "generic defaults" in caplog.text
-    assert "Recipe roberta_base/rte" in describe_recipe(compose_train(["model=roberta_base", "task=rte"]))
+    assert "Recipe roberta_base/rte" in describe_recipe(
+        compose_train(["model=roberta_base", "task=rte"]).recipe, "roberta_base", "rte"
+    )
 
 
 def test_a_recipe_that_starts_from_mnli_says_how_to_get_the_adapter(tmp_path):

@@ -7,10 +7,9 @@ import torch
 from hydra.utils import instantiate
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.training.param_groups import param_groups, parameter_location, tier_table
 from glue_lora.utils.errors import ConfigError
-from tests.helpers.runs import compose_train
+from tests.helpers.runs import compose_train, model_of
 
 # (model config, overrides, encoder layers, head parameters trained with LoRA)
 ARCHITECTURES = {
@@ -33,7 +32,7 @@ def tiers_for(n_layers: int) -> dict:
 def meta_model(overrides: list[str]):
     cfg = compose_train([*overrides, "task=rte"])
     with torch.device("meta"):
-        model = build_model(cfg, get_task("rte"), device="meta")
+        model = model_of(cfg, get_task("rte"), device="meta")
     return cfg, model
 
 

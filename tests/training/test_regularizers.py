@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -12,13 +13,12 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.settings.validation import validate
 from glue_lora.train import run
 from glue_lora.training.module import GlueLoRAModule
 from glue_lora.training.regularizers import TrainingLoss, cutoff, js_divergence, symmetric_kl
 from glue_lora.utils.errors import ConfigError
-from tests.helpers.runs import TINY, compose_train
+from tests.helpers.runs import TINY, compose_train, model_of
 
 
 def kl(p: list[float], q: list[float]) -> float:
@@ -62,7 +62,7 @@ def tiny():
     """A tiny RoBERTa with LoRA (dropout on), and a padded batch of 4 rows."""
     cfg = compose_train(["model=tiny_roberta", "task=rte", "lora.dropout=0.1"])
     torch.manual_seed(0)
-    model = build_model(cfg, get_task("rte")).train()
+    model = model_of(cfg, get_task("rte")).train()
     with torch.no_grad():  # confident predictions, so that KL / JS terms are far from rounding noise
         for name, p in model.named_parameters():
             if "modules_to_save" in name and name.endswith("out_proj.weight"):
@@ -168,9 +168,9 @@ def test_regression_consistency_is_mean_squared_difference():
 
 def test_training_step_uses_the_configured_loss(tiny):
     cfg, model, batch = tiny
-    cfg = compose_train(["model=tiny_roberta", "task=rte", "train.rdrop_alpha=0.3"])
+    cfg = compose_train(["model=tiny_roberta", "task=rte", "regularizer.rdrop_alpha=0.3"])
     spec = get_task("rte")
-    loss_fn = TrainingLoss.from_config(cfg.train, spec.is_regression)
+    loss_fn = TrainingLoss.from_config(cfg.regularizer, spec.is_regression)
     assert loss_fn == TrainingLoss(rdrop_alpha=0.3) and loss_fn.forward_passes == 2
     module = GlueLoRAModule(model, spec, instantiate(cfg.optimizer), cfg.schedule, training_loss=loss_fn)
     calls = []
@@ -186,15 +186,38 @@ def test_training_step_uses_the_configured_loss(tiny):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["train.rdrop_alpha=-1"], "rdrop_alpha"),
-        (["train.cutoff.kind=feature"], "token or span"),
-        (["train.cutoff.kind=span", "train.cutoff.ratio=1.5"], "cutoff.ratio"),
-        (["train.cutoff.kind=span", "train.rdrop_alpha=1"], "one regulariser at a time"),
+        (["regularizer.rdrop_alpha=-1"], "rdrop_alpha"),
+        (["regularizer.cutoff.kind=feature"], "token or span"),
+        (["regularizer.cutoff.kind=span", "regularizer.cutoff.ratio=1.5"], "cutoff.ratio"),
+        (["regularizer.cutoff.kind=span", "regularizer.rdrop_alpha=1"], "one regulariser at a time"),
     ],
 )
 def test_bad_regulariser_settings_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(compose_train(["model=tiny_roberta", *overrides]))
+
+
+@pytest.mark.parametrize(
+    ("override", "new_key"),
+    [
+        ("train.rdrop_alpha=1.0", "regularizer.rdrop_alpha=1.0"),
+        ("train.cutoff.kind=span", "regularizer.cutoff.kind"),
+    ],
+)
+def test_the_old_train_key_is_refused_naming_regularizer(override, new_key):
+    """The regularisers moved from train: to the regularizer group; an old override names the new key."""
+    with pytest.raises(ConfigError, match=re.escape(new_key)) as err:
+        validate(compose_train(["model=tiny_roberta", override]))
+    assert "\n" not in str(err.value)
+
+
+def test_a_run_recorded_under_train_resumes_under_regularizer():
+    from glue_lora.training.resume import config_changes
+
+    old = {"train": {"rdrop_alpha": 0.0, "cutoff": {"kind": None}}, "seed": 0}
+    new = {"regularizer": {"rdrop_alpha": 0.0, "cutoff": {"kind": None}}, "seed": 0}
+    assert config_changes(old, new) == []
+    assert config_changes(old, {**new, "regularizer": {"rdrop_alpha": 1.0, "cutoff": {"kind": None}}})
 
 
 def test_cutoff_run_logs_its_terms(glue_fixtures, token_cache, tmp_path):
@@ -205,8 +228,8 @@ def test_cutoff_run_logs_its_terms(glue_fixtures, token_cache, tmp_path):
             f"paths.glue_dir={glue_fixtures}",
             f"data.cache_dir={token_cache}",
             "trainer.max_epochs=1",
-            "train.cutoff.kind=span",
-            "train.cutoff.ratio=0.2",
+            "regularizer.cutoff.kind=span",
+            "regularizer.cutoff.ratio=0.2",
         ],
         tmp_path,
     )

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from glue_lora.data.tasks import get_task
-from glue_lora.model.build import build_model
 from glue_lora.train import run
 from glue_lora.utils.memory import memory_figures, optimizer_state_bytes
-from tests.helpers.runs import TINY, compose_tiny_run, compose_train
+from tests.helpers.runs import TINY, compose_tiny_run, compose_train, model_of
 from tests.helpers.tokenizers import shared_roberta_tokenizer_dir
 
 MB = 2**20
@@ -20,7 +19,7 @@ MB = 2**20
 def meta_model(overrides: list[str]) -> torch.nn.Module:
     cfg = compose_train([*overrides, "model.pretrained=false"])
     with torch.device("meta"):
-        return build_model(cfg, get_task("sst2"), device="meta")
+        return model_of(cfg, get_task("sst2"), device="meta")
 
 
 def test_roberta_base_lora_vs_full_fine_tuning():

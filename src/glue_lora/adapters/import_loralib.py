@@ -29,6 +29,9 @@ from glue_lora.adapters.loading import state_dict_differences
 from glue_lora.adapters.record import ADAPTER_WEIGHTS, PEFT_PREFIX, RECORD, adapter_record
 from glue_lora.data.tasks import get_task
 from glue_lora.model.layers import layer_index
+from glue_lora.settings.data import DataSettings
+from glue_lora.settings.lora import lora_settings
+from glue_lora.settings.model import ModelSettings
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, DataError, GlueLoraError
 
@@ -149,7 +152,11 @@ def import_loralib(
             f"checkpoint's base model) and --task (its label count: {task} has {spec.num_labels})."
         )
 
-    record = {**adapter_record(cfg, spec), "imported_from": str(checkpoint)}
+    model_settings = ModelSettings.from_config(cfg.model)
+    lora = lora_settings(cfg.lora, model_settings.lora_targets)
+    data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
+    record = adapter_record(spec, model_settings, lora, data, cfg.seed, cfg.trainer.precision)
+    record = {**record, "imported_from": str(checkpoint)}
 
     def write(path: str | Path) -> None:  # the PEFT layout, as peft's save_pretrained writes it
         save_file(converted, str(Path(path) / ADAPTER_WEIGHTS), metadata={"format": "pt"})

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from glue_lora.adapters.loading import head_module_of, load_weights
 from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, read_adapter
 from glue_lora.data.tasks import TaskSpec
+from glue_lora.settings.lora import LoraSettings
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ class InitAdapter:
     weights: dict[str, torch.Tensor]
 
 
-def _how_to_get_one(cfg: DictConfig, path: str) -> str:
-    model = cfg.model.name
+def _how_to_get_one(model: str, path: str) -> str:
     return (
         f"Train one first with `python train.py model={model} task=mnli hydra.run.dir={path}`, or "
         f"convert the released microsoft/LoRA checkpoint with `glue-lora import-loralib "
@@ -43,13 +42,15 @@ def _how_to_get_one(cfg: DictConfig, path: str) -> str:
     )
 
 
-def prepare_init_adapter(cfg: DictConfig) -> InitAdapter | None:
-    """Read ``cfg.init_adapter`` before any model is built, or fail saying how to get one."""
-    path = cfg.get("init_adapter")
+def prepare_init_adapter(
+    path: str | None, *, model: str, task: str, lora: LoraSettings | None, recipe: str | None = None
+) -> InitAdapter | None:
+    """Read ``init_adapter`` (``path``) for a run of ``model`` on ``task`` with ``lora`` before any
+    model is built, or fail saying how to get one."""
     if not path:
         return None
     path = str(path)
-    if cfg.get("lora") is None:
+    if lora is None:
         raise ConfigError(
             f"init_adapter={path} loads LoRA weights, but lora=none trains the whole model without "
             "LoRA. Set init_adapter=null for full fine-tuning, or train with LoRA (e.g. lora=r8)."
@@ -57,31 +58,31 @@ def prepare_init_adapter(cfg: DictConfig) -> InitAdapter | None:
     try:
         info = read_adapter(path)
     except ConfigError as err:
-        recipe = f"The {cfg.recipe} recipe starts" if cfg.get("recipe") else "This run starts"
+        starts = f"The {recipe} recipe starts" if recipe else "This run starts"
         raise ConfigError(
-            f"init_adapter={path}: no adapter there ({err}). {recipe} {cfg.task.name} from an adapter "
-            f"of model={cfg.model.name} trained on MNLI, as the LoRA paper does. {_how_to_get_one(cfg, path)}"
+            f"init_adapter={path}: no adapter there ({err}). {starts} {task} from an adapter "
+            f"of model={model} trained on MNLI, as the LoRA paper does. {_how_to_get_one(model, path)}"
         ) from None
-    if info.model.get("name") != cfg.model.name:
+    if info.model.get("name") != model:
         raise ConfigError(
             f"init_adapter={path} was trained on model={info.model.get('name')}, but this run uses "
-            f"model={cfg.model.name}: LoRA weights only fit the model they were trained on. "
-            f"{_how_to_get_one(cfg, path)}"
+            f"model={model}: LoRA weights only fit the model they were trained on. "
+            f"{_how_to_get_one(model, path)}"
         )
     if info.lora is None:
         raise ConfigError(
             f"init_adapter={path} is a fully fine-tuned model, not a LoRA adapter. Give an adapter "
             "trained with LoRA, or init_adapter=null."
         )
-    if float(info.lora["alpha"]) / info.lora["r"] != float(cfg.lora.alpha) / cfg.lora.r:
+    if float(info.lora["alpha"]) / info.lora["r"] != float(lora.alpha) / lora.r:
         log.warning(
             "init_adapter %s was trained with lora.alpha=%s, r=%s; this run uses alpha=%s, r=%s, so its "
             "LoRA update is scaled differently.",
             path,
             info.lora["alpha"],
             info.lora["r"],
-            cfg.lora.alpha,
-            cfg.lora.r,
+            lora.alpha,
+            lora.r,
         )
     return InitAdapter(info=info, weights=load_weights(info.path))
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.data.tasks import TaskSpec, get_task
-from glue_lora.settings.lora import lora_dict
+from glue_lora.settings.data import DataSettings
+from glue_lora.settings.lora import LoraSettings
+from glue_lora.settings.model import ModelSettings
 from glue_lora.utils.errors import ConfigError, DataError
 from glue_lora.utils.run_files import ADAPTER
 
@@ -58,26 +59,29 @@ class AdapterInfo:
         return list(self.model.get("trained_in_full") or [])
 
 
-def adapter_record(cfg: DictConfig, spec: TaskSpec) -> dict[str, Any]:
-    """The content of ``glue_lora.json`` for a run of ``cfg`` on ``spec``."""
-    from glue_lora.model.backbone import resolve_source
-
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    pretrained = model_cfg.get("pretrained", True)
+def adapter_record(
+    spec: TaskSpec,
+    model: ModelSettings,
+    lora: LoraSettings | None,
+    data: DataSettings,
+    seed: int,
+    precision: str,
+) -> dict[str, Any]:
+    """The content of ``glue_lora.json`` for a run of ``model`` (+ ``lora``) on ``spec``."""
     return {
         "task": spec.name,
         "label_names": list(spec.label_names) if spec.label_names else None,
-        "model": model_cfg,
+        "model": model.config,
         # Where this machine read the base weights (adapter_config.json names a Hub id instead).
-        "base_model_source": resolve_source(model_cfg) if pretrained else f"random:{model_cfg['name']}",
-        "lora": lora_dict(cfg),
-        "max_length": cfg.data.max_length,
+        "base_model_source": model.source(),
+        "lora": lora.as_dict() if lora is not None else None,
+        "max_length": data.max_length,
         # A randomly initialised base (model.pretrained=false) is a function of the seed.
-        "seed": cfg.seed,
+        "seed": seed,
         "evaluation": {
-            "precision": str(cfg.trainer.precision),
-            "batch_size": cfg.data.eval_batch_size or cfg.data.batch_size,
-            "padding": cfg.data.get("padding", "longest"),
+            "precision": str(precision),
+            "batch_size": data.eval_batch_size or data.batch_size,
+            "padding": data.padding,
         },
     }
 

@@ -16,11 +16,12 @@ import torch
 from omegaconf import OmegaConf
 
 from glue_lora.bench.common import Job, compose_config, resolve_device
-from glue_lora.data.datamodule import build_datamodule
+from glue_lora.data.datamodule import datamodule_from_settings
 from glue_lora.data.tasks import get_task
 from glue_lora.model.backbone import build_backbone, build_tokenizer
 from glue_lora.model.lora import apply_lora
-from glue_lora.settings.lora import lora_dict
+from glue_lora.settings.data import DataSettings
+from glue_lora.settings.lora import lora_settings
 from glue_lora.utils.timing import forward_seconds
 
 
@@ -33,17 +34,21 @@ def run_inference(job: Job) -> dict[str, Any]:
 
     base = build_backbone(model_cfg, spec.num_labels, spec.is_regression)
     tokenizer = build_tokenizer(model_cfg, base.config)
-    datamodule = build_datamodule(cfg, spec, tokenizer)
+    datamodule = datamodule_from_settings(
+        DataSettings.for_training(cfg.data, cfg.task, cfg.seed), spec, tokenizer
+    )
     datamodule.setup("validate")
     loader = datamodule.val_dataloader()[0]
     keep = ("input_ids", "attention_mask", "token_type_ids")
     batches = [{k: v.to(device) for k, v in b.items() if k in keep} for b in loader]
     rows = sum(b["input_ids"].shape[0] for b in batches)
 
-    lora = lora_dict(cfg)
+    lora = lora_settings(cfg.get("lora"), model_cfg["lora_targets"])
     if lora is None:
         raise SystemExit("the inference benchmark compares LoRA with its base model: leave lora= set")
-    unmerged = apply_lora(copy.deepcopy(base), lora, model_cfg["lora_targets"], model_cfg["trained_in_full"])
+    unmerged = apply_lora(
+        copy.deepcopy(base), lora.as_dict(), model_cfg["lora_targets"], model_cfg["trained_in_full"]
+    )
     with torch.no_grad():
         # LoRA's B starts at zero; trained values make the merge change the weights.
         for name, p in unmerged.named_parameters():

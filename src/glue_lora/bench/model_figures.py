@@ -16,6 +16,8 @@ def memory_report(job: Job) -> dict[str, Any]:
     from glue_lora.bench.common import compose_config
     from glue_lora.data.tasks import get_task
     from glue_lora.model.build import build_model
+    from glue_lora.settings.lora import lora_settings
+    from glue_lora.settings.model import ModelSettings
     from glue_lora.utils.memory import memory_figures
 
     report: dict[str, Any] = {}
@@ -31,7 +33,9 @@ def memory_report(job: Job) -> dict[str, Any]:
                 if variant == "full":
                     cfg.lora = None
             with torch.device("meta"):
-                entry[variant] = memory_figures(build_model(cfg, spec, device="meta")).as_dict()
+                model = ModelSettings.from_config(cfg.model)
+                lora = lora_settings(cfg.get("lora"), model.lora_targets)
+                entry[variant] = memory_figures(build_model(model, lora, spec, device="meta")).as_dict()
         entry["frozen_weights_mb_bf16"] = entry["lora"]["frozen_params"] * 2 / 2**20
         report[str(cfg.model.name)] = entry
     return report

@@ -33,8 +33,9 @@ from glue_lora.bench.common import (
     resolve_device,
 )
 from glue_lora.bench.peer_stack import peer_dataset, peer_metrics, peer_model, peer_training_arguments
-from glue_lora.data.datamodule import GlueDataModule
+from glue_lora.data.datamodule import datamodule_from_settings
 from glue_lora.data.tasks import TaskSpec, get_task
+from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import lora_dict
 from glue_lora.training.module import warmup_steps
 from glue_lora.utils.artifacts import dir_size_mb
@@ -122,17 +123,8 @@ def run_peer(job: Job, best: bool) -> dict[str, Any]:
     model, tokenizer = peer_model(model_cfg, spec, lora_dict(cfg))
 
     # The same rows as ours: read (not tokenized) by the same reader, subset and dev carving.
-    rows = GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        seed=cfg.seed,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-    ).read_all()
+    data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
+    rows = datamodule_from_settings(data, spec, tokenizer).read_all()
     padding: bool | str = False if best else "max_length"
     train = peer_dataset(rows["train"], tokenizer, cfg.data.max_length, padding)
     dev = peer_dataset(rows["dev"], tokenizer, cfg.data.max_length, padding)

@@ -31,8 +31,8 @@ from glue_lora.utils.run_files import ADAPTER, RESULTS
 UNSUPPORTED = {
     "init_adapter": "an MNLI start (init_adapter)",
     "lr_tiers": "layer-wise learning rates (lr_tiers)",
-    "train.rdrop_alpha": "R-Drop (train.rdrop_alpha)",
-    "train.cutoff.kind": "Cutoff (train.cutoff.kind)",
+    "regularizer.rdrop_alpha": "R-Drop (regularizer.rdrop_alpha)",
+    "regularizer.cutoff.kind": "Cutoff (regularizer.cutoff.kind)",
 }
 
 
@@ -76,10 +76,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_data_source(spec, cfg.task.data_dir)
     validate(cfg)
     check_peer_config(cfg)
+    from glue_lora.settings.run import ResumeSettings
     from glue_lora.training.resume import finished_results, run_config
 
     out_dir = Path(cfg.paths.output_dir)
-    if (done := finished_results(cfg, out_dir)) is not None:
+    resume = ResumeSettings(cfg.get("resume"), cfg.get("ckpt_path"))
+    if (done := finished_results(run_config(cfg), resume, out_dir)) is not None:
         return done
 
     import datasets
@@ -87,8 +89,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from glue_lora.bench.peer_stack import peer_dataset, peer_metrics, peer_model, peer_training_arguments
-    from glue_lora.data.datamodule import GlueDataModule
+    from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.model.lora import count_parameters
+    from glue_lora.settings.data import DataSettings
     from glue_lora.training.metrics import best_evaluation
     from glue_lora.training.module import warmup_steps
     from glue_lora.utils.memory import measured_optimizer_state_bytes, peak_memory_mb
@@ -111,18 +114,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     lora = lora_dict(cfg)
     model, tokenizer = peer_model(model_cfg, spec, lora)
     counts = count_parameters(model, model_cfg["trained_in_full"])
-    rows = GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        seed=cfg.seed,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-        dev_from_train=bool(cfg.data.get("dev_from_train", False)),
-    ).read_all()
+    data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
+    rows = datamodule_from_settings(data, spec, tokenizer).read_all()
     train = peer_dataset(rows["train"], tokenizer, cfg.data.max_length, padding=False)
     dev = peer_dataset(rows["dev"], tokenizer, cfg.data.max_length, padding=False)
 

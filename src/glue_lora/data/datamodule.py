@@ -3,12 +3,12 @@ evaluation; a training loader that resumes mid-epoch."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from glue_lora.data.collate import PadCollator
@@ -16,6 +16,7 @@ from glue_lora.data.reading import Rows, carve_dev, read_split, subset
 from glue_lora.data.sampler import EpochBatchSampler, check_batching
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.data.tokenized import TokenizedSplit, tokenize_rows
+from glue_lora.settings.data import DataSettings
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -194,24 +195,9 @@ class GlueDataModule(L.LightningDataModule):
         ]
 
 
-def build_datamodule(cfg: DictConfig, spec: TaskSpec, tokenizer: Any) -> GlueDataModule:
-    """The task's data module as the ``data`` and ``task`` config groups describe it."""
-    return GlueDataModule(
-        spec,
-        tokenizer,
-        data_dir=cfg.task.data_dir,
-        max_length=cfg.data.max_length,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        cache_dir=cfg.data.cache_dir,
-        val_fraction=cfg.task.get("val_fraction") or 0.05,
-        max_train_rows=cfg.data.max_train_rows,
-        max_eval_rows=cfg.data.max_eval_rows,
-        skip_malformed_rows=cfg.data.skip_malformed_rows,
-        sampler=cfg.data.get("sampler", "length_grouped"),
-        padding=cfg.data.get("padding", "longest"),
-        pad_to_multiple_of=cfg.data.get("pad_to_multiple_of"),
-        dev_from_train=bool(cfg.data.get("dev_from_train", False)),
-    )
+def datamodule_from_settings(data: DataSettings, spec: TaskSpec, tokenizer: Any) -> GlueDataModule:
+    """The task's data module as ``data`` describes it: the one place that maps the settings to it
+    (train.py, eval.py and the benchmark all build theirs here)."""
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
+    fields.pop("global_batch_size")  # the optimizer step's batch, for the trainer's accumulation
+    return GlueDataModule(spec, tokenizer, **fields)

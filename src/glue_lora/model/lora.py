@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from glue_lora.model.layers import LAYERS_PATTERN, num_layers
+from glue_lora.settings.lora import LoraSettings
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,32 +40,9 @@ class ParamCounts:
 
 
 def validate_lora_config(lora_cfg: Mapping[str, Any] | None) -> None:
-    """Reject out-of-range LoRA values before any model is built."""
-    if lora_cfg is None:
-        return
-    r, alpha, dropout = lora_cfg.get("r"), lora_cfg.get("alpha"), lora_cfg.get("dropout", 0.0)
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-        raise ConfigError(
-            f"lora.r={r!r} is invalid: the LoRA rank must be a positive integer (e.g. lora.r=8). "
-            "For full fine-tuning without LoRA use lora=none."
-        )
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or alpha <= 0:
-        raise ConfigError(
-            f"lora.alpha={alpha!r} is invalid: the LoRA scaling alpha must be a positive number "
-            "(the paper uses alpha = 2r, e.g. lora.alpha=16 for r=8)."
-        )
-    if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(
-            f"lora.dropout={dropout!r} is invalid: it must be in [0, 1) (e.g. lora.dropout=0.05)."
-        )
-    if lora_cfg.get("bias", "none") not in ("none", "all", "lora_only"):
-        raise ConfigError(f"lora.bias={lora_cfg.get('bias')!r} is invalid: use none, all or lora_only.")
-    budget = lora_cfg.get("budget")
-    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
-        raise ConfigError(
-            f"lora.budget={budget!r} is invalid: it must be a positive number of trainable "
-            "parameters (e.g. lora.budget=1000000), or null for no limit."
-        )
+    """Reject out-of-range LoRA values before any model is built (``settings.lora.LoraSettings``)."""
+    if lora_cfg is not None:
+        LoraSettings.from_mapping(lora_cfg)
 
 
 def _leaf_names(model: nn.Module, kind: type[nn.Module] = nn.Linear) -> set[str]:

@@ -16,32 +16,28 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from glue_lora.reports.plots import plot_history
+from glue_lora.reports.runs import find_runs
+from glue_lora.settings.lora import label_order, lora_label
 from glue_lora.utils.memory import adamw_state_mb
-from glue_lora.utils.run_files import RESULTS
 
 
 def load_results(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every results.json in or below ``dirs`` (a run directory or a sweep directory)."""
+    """The results.json of every finished run in or below ``dirs`` (a run directory, a sweep
+    directory, or a results.json file), read by ``reports.runs`` as ``glue-lora report`` reads them."""
     found = []
     for d in dirs:
         path = Path(d)
-        files = [path] if path.is_file() else sorted(path.rglob(RESULTS))
-        found += [json.loads(f.read_text()) for f in files]
+        if path.is_file():
+            found.append(json.loads(path.read_text()))
+        else:
+            found += [run.results for run in find_runs([path]) if run.results is not None]
     return found
 
 
 def variant(results: dict[str, Any]) -> str:
-    lora = results.get("lora")
-    if lora is None:
-        return "full"
-    name = f"r={lora['r']}"
-    return name if lora.get("alpha") == lora["r"] else f"{name} alpha={lora['alpha']}"
-
-
-def _sort_key(name: str) -> tuple[int, float, str]:
-    if name == "full":
-        return (0, 0.0, name)
-    return (1, float(name.split()[0].removeprefix("r=")), name)
+    """The run's LoRA setting as the sweep summaries name it: ``r8-a16``, or ``full``."""
+    return lora_label(results.get("lora"))
 
 
 def study_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -50,7 +46,7 @@ def study_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in results:
         by_variant[variant(r)].append(r)
     rows = []
-    for name in sorted(by_variant, key=_sort_key):
+    for name in sorted(by_variant, key=label_order):
         runs = by_variant[name]
         train = [r.get("train", {}) for r in runs]
         measured = [t["optimizer_state_mb"] for t in train if t.get("optimizer_state_mb") is not None]
@@ -86,39 +82,6 @@ def study_table(results: Sequence[dict[str, Any]]) -> str:
             f"{state} | {row['adamw_state_mb']:.2f} | {row['peak_memory_mb']:.0f} |"
         )
     return "\n".join(lines)
-
-
-def plot_history(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """The primary dev metric per epoch, one line (mean over runs) per variant, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        for entry in r.get("history", []):
-            curves[variant(r)][int(entry["epoch"]) + 1].append(100 * entry["dev"][r["metric"]])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = ["-", "--", "-.", ":"]
-    markers = ["o", "s", "^", "v", "D", "x", "*", "P"]
-    for i, name in enumerate(sorted(curves, key=_sort_key)):
-        epochs = sorted(curves[name])
-        means = [statistics.mean(curves[name][e]) for e in epochs]
-        ax.plot(epochs, means, styles[i % 4], marker=markers[i % 8], color="black", label=name)
-    first = results[0]
-    ax.set_title(f"{first['task']} / {first['model']}: dev {first['metric']} per epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"dev {first['metric']} (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str]) -> int:

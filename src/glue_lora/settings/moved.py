@@ -1,5 +1,5 @@
 """Config values that name our code by its import path, and the path it has had since the package
-was split into subpackages.
+was split into subpackages; config keys that moved (``train.*`` -> ``regularizer.*``).
 
 A run started before the split recorded, e.g., ``optimizer._target_:
 glue_lora.reference_adamw.ReferenceAdamW`` in its checkpoint and results.json; the same optimizer
@@ -24,3 +24,38 @@ MOVED_TARGETS = {
 def current_target(value: Any) -> Any:
     """The import path that ``value`` (a ``_target_``) has now; any other value as it is."""
     return MOVED_TARGETS.get(value, value) if isinstance(value, str) else value
+
+
+# Config keys that moved: old prefix -> new prefix. train.yaml keeps the old node with null values,
+# so that an old override (train.rdrop_alpha=1) composes and is then refused naming the new key.
+MOVED_KEYS = {"train": "regularizer"}
+
+
+def current_key(key: str) -> str:
+    """The dotted config key that ``key`` is now (``train.rdrop_alpha`` -> ``regularizer.rdrop_alpha``)."""
+    head, _, rest = key.partition(".")
+    return f"{MOVED_KEYS[head]}.{rest}" if head in MOVED_KEYS and rest else key
+
+
+def _set_values(value: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [kv for key, item in value.items() for kv in _set_values(item, f"{prefix}.{key}")]
+    return [] if value is None else [(prefix, value)]
+
+
+def check_moved_keys(plain: dict[str, Any]) -> None:
+    """Refuse a value set under a moved key, naming its new key (``plain``: the resolved config)."""
+    from glue_lora.utils.errors import ConfigError
+
+    for old, new in MOVED_KEYS.items():
+        for key, value in _set_values(plain.get(old), old):
+            raise ConfigError(
+                f"{key} is now {current_key(key)}: the settings under {old}: moved to the {new} config "
+                f"group (conf/{new}/). Write {current_key(key)}={value} on the command line or in the "
+                "experiment file instead."
+            )
+
+
+def without_moved_keys(plain: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without the placeholders of moved keys (what runs record)."""
+    return {k: v for k, v in plain.items() if k not in MOVED_KEYS}

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
 
-
-def describe_recipe(cfg: DictConfig) -> str:
+def describe_recipe(recipe: str | None, model: str, task: str) -> str:
     """One log line: the recipe applied, or that the generic defaults are used for lack of one."""
-    model, task = cfg.model.name, cfg.task.name
-    if cfg.get("recipe"):
+    if recipe:
         return (
-            f"Recipe {cfg.recipe} (conf/recipe/{cfg.recipe}.yaml; the paper's hyperparameters "
+            f"Recipe {recipe} (conf/recipe/{recipe}.yaml; the paper's hyperparameters "
             "where the paper has them); "
             "values given on the command line override it."
         )

@@ -17,9 +17,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glue_lora.data.sampler import check_batching
 from glue_lora.data.tasks import get_task
-from glue_lora.model.lora import check_lora_a_init, validate_lora_config
-from glue_lora.settings.lora import lora_dict
-from glue_lora.settings.moved import current_target
+from glue_lora.model.lora import check_lora_a_init
+from glue_lora.settings.data import DataSettings
+from glue_lora.settings.lora import lora_settings
+from glue_lora.settings.moved import MOVED_KEYS, check_moved_keys, current_target
 from glue_lora.training.batching import plan_batches, trainer_settings
 from glue_lora.training.regularizers import validate as validate_regularizers
 from glue_lora.utils.errors import ConfigError
@@ -217,17 +218,8 @@ def _in_range(value: Any, key: str, low: float, high: float, rule: str, example:
 
 
 def check_ranges(cfg: DictConfig) -> None:
-    data, trainer = cfg.data, cfg.trainer
-    _positive_int(data.batch_size, "data.batch_size", "32")
-    if data.get("eval_batch_size") is not None:
-        _positive_int(data.eval_batch_size, "data.eval_batch_size", "128")
-    _positive_int(data.max_length, "data.max_length", "128")
-    if data.get("global_batch_size") is not None:
-        _positive_int(data.global_batch_size, "data.global_batch_size", "128")
-    for key in ("max_train_rows", "max_eval_rows"):
-        if data.get(key) is not None:
-            _positive_int(data[key], f"data.{key}", "1000")
-    _in_range(data.get("num_workers"), "data.num_workers", 0, float("inf"), "0 or more", "4")
+    trainer = cfg.trainer
+    DataSettings.for_training(cfg.data, cfg.task, cfg.get("seed"))  # checks its own ranges
     _in_range(cfg.get("seed"), "seed", 0, 2**32 - 1, "an integer in [0, 2^32)", "0")
     if cfg.get("stack", "ours") not in STACKS:
         raise ConfigError(
@@ -283,9 +275,10 @@ def check_ranges(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` naming the key and the fix for the first invalid value found."""
     get_task(cfg.task.name)
+    check_moved_keys({old: _value(cfg, old) for old in MOVED_KEYS if old in cfg})
     check_types(cfg)
-    validate_lora_config(lora_dict(cfg))
-    validate_regularizers(cfg.get("train"))
+    lora_settings(cfg.get("lora"), cfg.model.lora_targets)  # checks its own ranges
+    validate_regularizers(cfg.get("regularizer"))
     check_ranges(cfg)
     check_batching(cfg.data.get("sampler", "length_grouped"), cfg.data.get("padding", "longest"))
     check_lora_a_init(cfg.model.get("lora_a_init") or "kaiming_uniform")

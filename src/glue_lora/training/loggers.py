@@ -1,4 +1,4 @@
-"""The run's Lightning loggers (``cfg.logger``): each gets the resolved config; W&B runs of one
+"""The run's Lightning loggers (the ``logger`` group): each gets the resolved config; W&B runs of one
 configuration share a group, end with a summary of the results, and never stop a run that cannot log.
 """
 
@@ -7,17 +7,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from glue_lora.settings.lora import lora_dict, lora_label
-from glue_lora.utils.redact import redact
+from glue_lora.settings.lora import LoraSettings, lora_label
 
 log = logging.getLogger(__name__)
 
 
-def run_group(cfg: DictConfig) -> str:
+def run_group(task: str, model: str, lora: LoraSettings | None) -> str:
     """``<task>-<model>-<lora>``, e.g. ``rte-roberta_base-r8-a16``: the seeds of one configuration."""
-    return f"{cfg.task.name}-{cfg.model.name}-{lora_label(lora_dict(cfg))}"
+    return f"{task}-{model}-{lora.label if lora is not None else lora_label(None)}"
 
 
 def _is_wandb(obj: Any) -> bool:
@@ -25,22 +24,23 @@ def _is_wandb(obj: Any) -> bool:
     return str(target).endswith("WandbLogger")
 
 
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    """Instantiate every logger of ``cfg.logger`` and log the fully resolved config to each."""
+def build_loggers(logger_cfg: DictConfig | None, hparams: dict[str, Any], group: str, seed: int) -> list[Any]:
+    """Instantiate every logger of the ``logger`` group and log ``hparams`` (the run's resolved
+    config, secrets masked) to each. W&B runs are grouped by ``group`` and named ``<group>-seed<seed>``
+    unless the logger's config names them."""
     from hydra.utils import instantiate
 
-    config = redact(OmegaConf.to_container(cfg, resolve=True))  # no API key or token in any log
     loggers = []
-    for conf in (cfg.get("logger") or {}).values():
-        logger = _start_wandb(conf, cfg) if _is_wandb(conf) else instantiate(conf)
+    for conf in (logger_cfg or {}).values():
+        logger = _start_wandb(conf, group, seed) if _is_wandb(conf) else instantiate(conf)
         if logger is None:
             continue
-        logger.log_hyperparams(config)
+        logger.log_hyperparams(hparams)
         loggers.append(logger)
     return loggers
 
 
-def _start_wandb(conf: DictConfig, cfg: DictConfig) -> Any | None:
+def _start_wandb(conf: DictConfig, group: str, seed: int) -> Any | None:
     """A started WandbLogger; if W&B cannot start (no login, no network), an offline one; else None."""
     from hydra.utils import instantiate
 
@@ -53,9 +53,9 @@ def _start_wandb(conf: DictConfig, cfg: DictConfig) -> Any | None:
         wandb.finish(exit_code=1)
     names: dict[str, Any] = {}
     if conf.get("group") is None:
-        names["group"] = run_group(cfg)
+        names["group"] = group
     if conf.get("name") is None:
-        names["name"] = f"{names.get('group', conf.get('group'))}-seed{cfg.seed}"
+        names["name"] = f"{names.get('group', conf.get('group'))}-seed{seed}"
     attempts = [{}] if conf.get("mode") == "offline" else [{}, {"mode": "offline"}]
     for extra in attempts:
         try:

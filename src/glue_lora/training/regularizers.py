@@ -1,8 +1,8 @@
 """Training losses with consistency regularisers from the MNLI reference code: R-Drop and Cutoff.
 
-- R-Drop (Liang et al., 2021), ``train.rdrop_alpha > 0``: two forward passes of the same batch with
+- R-Drop (Liang et al., 2021), ``regularizer.rdrop_alpha > 0``: two forward passes of the same batch with
   different dropout masks; loss = (CE1 + CE2) / 2 + alpha * (KL(p1||p2) + KL(p2||p1)) / 2.
-- Cutoff (Shen et al., 2020), ``train.cutoff.kind = token | span``: a second forward pass on the
+- Cutoff (Shen et al., 2020), ``regularizer.cutoff.kind = token | span``: a second forward pass on the
   word embeddings with ``ratio`` of each sequence's tokens zeroed and masked out (random tokens, or
   one contiguous span); loss = CE(original) + ce_weight * CE(cut off) + js_weight * JS(p, p_cut).
 
@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glue_lora.utils.errors import ConfigError
+from glue_lora.settings.regularizer import RegularizerSettings
 
 # batch (a dict of tensors) -> the model's output, with .loss and .logits
 Forward = Callable[[Mapping[str, Any]], Any]
-CUTOFF_KINDS = ("token", "span")
 
 
 def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -85,17 +84,16 @@ class TrainingLoss:
     cutoff_js_weight: float = 1.0
 
     @classmethod
-    def from_config(cls, train_cfg: Mapping[str, Any] | None, regression: bool) -> TrainingLoss:
-        validate(train_cfg)
-        train_cfg = train_cfg or {}
-        cut = train_cfg.get("cutoff") or {}
+    def from_config(cls, regularizer: Mapping[str, Any] | None, regression: bool) -> TrainingLoss:
+        """From the ``regularizer`` group, range-checked by ``settings.regularizer.RegularizerSettings``."""
+        settings = RegularizerSettings.from_mapping(regularizer)
         return cls(
             regression=regression,
-            rdrop_alpha=float(train_cfg.get("rdrop_alpha") or 0.0),
-            cutoff_kind=cut.get("kind"),
-            cutoff_ratio=float(cut.get("ratio", 0.1)),
-            cutoff_ce_weight=float(cut.get("ce_weight", 1.0)),
-            cutoff_js_weight=float(cut.get("js_weight", 1.0)),
+            rdrop_alpha=float(settings.rdrop_alpha),
+            cutoff_kind=settings.cutoff_kind,
+            cutoff_ratio=float(settings.cutoff_ratio),
+            cutoff_ce_weight=float(settings.cutoff_ce_weight),
+            cutoff_js_weight=float(settings.cutoff_js_weight),
         )
 
     @property
@@ -121,28 +119,6 @@ class TrainingLoss:
         return {"loss": forward(batch).loss}
 
 
-def validate(train_cfg: Mapping[str, Any] | None) -> None:
-    """Reject invalid ``train.rdrop_alpha`` / ``train.cutoff`` values before any model is built."""
-    train_cfg = train_cfg or {}
-    alpha = train_cfg.get("rdrop_alpha") or 0.0
-    if not isinstance(alpha, int | float) or alpha < 0:
-        raise ConfigError(
-            f"train.rdrop_alpha={alpha!r} is invalid: it must be >= 0 (0 turns R-Drop off; "
-            "the R-Drop paper uses 0.1 to 1 on GLUE, e.g. train.rdrop_alpha=1.0)."
-        )
-    cut = train_cfg.get("cutoff") or {}
-    kind = cut.get("kind")
-    if kind is None:
-        return
-    if kind not in CUTOFF_KINDS:
-        raise ConfigError(
-            f"train.cutoff.kind={kind!r} is unknown: use token or span (or null to turn Cutoff off)."
-        )
-    ratio = cut.get("ratio", 0.1)
-    if not isinstance(ratio, int | float) or not 0.0 < ratio < 1.0:
-        raise ConfigError(f"train.cutoff.ratio={ratio!r} is invalid: it must be in (0, 1) (e.g. 0.1).")
-    if alpha > 0:
-        raise ConfigError(
-            "train.rdrop_alpha and train.cutoff.kind are both set: use one regulariser at a time "
-            "(set train.rdrop_alpha=0 or train.cutoff.kind=null)."
-        )
+def validate(regularizer: Mapping[str, Any] | None) -> None:
+    """Reject invalid ``regularizer.*`` values before a model is built (``RegularizerSettings``)."""
+    RegularizerSettings.from_mapping(regularizer)

@@ -17,10 +17,9 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
 
 from glue_lora.data.datamodule import ResumableDataLoader
-from glue_lora.training.resume import CHECKPOINT_KEY, run_config
+from glue_lora.training.resume import CHECKPOINT_KEY
 from glue_lora.utils.run_files import last_checkpoint
 
 log = logging.getLogger(__name__)
@@ -118,8 +117,9 @@ class SaveOnSigterm(L.Callback):
             )
 
 
-def reliability_callbacks(cfg: DictConfig, out_dir: Path) -> list[L.Callback]:
-    """The callbacks for exact resumption, a checkpoint on SIGTERM and a stop on a non-finite loss."""
+def reliability_callbacks(config: dict[str, Any], out_dir: Path) -> list[L.Callback]:
+    """The callbacks for exact resumption (``config``: the run's, as ``run_config`` gives it), a
+    checkpoint on SIGTERM and a stop on a non-finite loss."""
     from glue_lora.training.guards import NonFiniteLossGuard
 
-    return [RunState(run_config(cfg)), SaveOnSigterm(last_checkpoint(out_dir)), NonFiniteLossGuard()]
+    return [RunState(config), SaveOnSigterm(last_checkpoint(out_dir)), NonFiniteLossGuard()]

@@ -19,7 +19,8 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.settings.moved import current_target
+from glue_lora.settings.moved import current_key, current_target, without_moved_keys
+from glue_lora.settings.run import ResumeSettings
 from glue_lora.training.checkpointing import load_checkpoint
 from glue_lora.training.csv_logger import CSVLogger
 from glue_lora.utils.errors import ConfigError
@@ -49,12 +50,12 @@ CHECKPOINT_KEY = "glue_lora"
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data, secrets masked: what checkpoints record of a run."""
-    return redact(OmegaConf.to_container(cfg, resolve=True))
+    return redact(without_moved_keys(OmegaConf.to_container(cfg, resolve=True)))
 
 
-def checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> Path | None:
+def checkpoint_to_resume(resume: ResumeSettings, out_dir: Path) -> Path | None:
     """The checkpoint that ``resume``/``ckpt_path`` asks for, or None for a run from scratch."""
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = resume.ckpt_path
     if ckpt_path:
         path = Path(str(ckpt_path)).expanduser()
         path = last_checkpoint(path) if path.is_dir() else path
@@ -64,7 +65,7 @@ def checkpoint_to_resume(cfg: DictConfig, out_dir: Path) -> Path | None:
                 f"holds {CHECKPOINTS}/{LAST_CHECKPOINT}, or a .ckpt file."
             )
         return path
-    if cfg.get("resume"):
+    if resume.resume:
         path = last_checkpoint(out_dir)
         if path.is_file():
             return path
@@ -87,10 +88,11 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Settings (dotted keys) whose values differ, except those in ``MAY_CHANGE_ON_RESUME``.
 
     A ``_target_`` recorded under the import path it had before the package's subpackages is
-    compared under its current path (``settings.moved``).
+    compared under its current path, and a key that moved (``train.*``) under its new key
+    (``settings.moved``).
     """
     before, after = _flatten(old), _flatten(new)
-    before = {k: current_target(v) if k.endswith("_target_") else v for k, v in before.items()}
+    before = {current_key(k): current_target(v) if k.endswith("_target_") else v for k, v in before.items()}
     changed = []
     for key in sorted(set(before) | set(after)):
         if any(key == k or key.startswith(f"{k}.") for k in MAY_CHANGE_ON_RESUME):
@@ -100,7 +102,7 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
-def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+def check_resumable(checkpoint: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     """Refuse a checkpoint that was not written by train.py or was trained with another config."""
     record = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(record, dict) or "config" not in record:
@@ -108,7 +110,7 @@ def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, path: Path) -> 
             f"{path} was not written by glue-lora's train.py (it has no record of its run's config), "
             "so it cannot be resumed. Give the checkpoint of a glue-lora run, or start a new run."
         )
-    changes = config_changes(record["config"], run_config(cfg))
+    changes = config_changes(record["config"], config)
     if changes:
         shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
         raise ConfigError(
@@ -125,8 +127,9 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """With ``resume=true``, the results of a run that already finished in ``out_dir`` with this config.
+def finished_results(config: dict[str, Any], resume: ResumeSettings, out_dir: Path) -> dict[str, Any] | None:
+    """With ``resume=true``, the results of a run that already finished in ``out_dir`` with ``config``
+    (the run's resolved config, as ``run_config`` gives it).
 
     A re-run sweep with ``resume=true`` thus skips its finished jobs (their results.json stays as it
     is), resumes its killed ones from ``last.ckpt`` and runs the rest. A finished run of another
@@ -134,7 +137,7 @@ def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     holds a run is refused (a single run is refused earlier, by ``ProtectRunDir``).
     """
     results_path = out_dir / RESULTS
-    if not cfg.get("resume"):
+    if not resume.resume:
         taken = [m for m in RUN_MARKERS if (out_dir / m).exists()]
         if taken and _in_multirun():
             raise ConfigError(
@@ -157,7 +160,7 @@ def finished_results(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
             f"{results_path} records no config, so resume=true cannot tell whether it is this run. Move "
             "that directory away to train again, or leave resume out."
         )
-    changes = config_changes(recorded, run_config(cfg))
+    changes = config_changes(recorded, config)
     if changes:
         shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
         raise ConfigError(
@@ -176,13 +179,13 @@ class ResumePoint:
     global_step: int  # optimizer steps the checkpoint holds
 
 
-def prepare_resume(cfg: DictConfig, out_dir: Path) -> ResumePoint | None:
-    """The checkpoint to resume from, after checking that it is safe to load and matches ``cfg``."""
-    path = checkpoint_to_resume(cfg, out_dir)
+def prepare_resume(resume: ResumeSettings, config: dict[str, Any], out_dir: Path) -> ResumePoint | None:
+    """The checkpoint to resume from, after checking that it is safe to load and matches ``config``."""
+    path = checkpoint_to_resume(resume, out_dir)
     if path is None:
         return None
     checkpoint = load_checkpoint(path)
-    check_resumable(checkpoint, cfg, path)
+    check_resumable(checkpoint, config, path)
     step = int(checkpoint.get("global_step", 0))
     print(f"resuming from {path} (epoch {checkpoint.get('epoch')}, step {step})")
     return ResumePoint(path, step)
