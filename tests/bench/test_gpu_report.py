@@ -20,7 +20,7 @@ from glue_lora.bench.gpu_report import main
 from glue_lora.bench.gpu_runs import safetensors_dtypes, training_run
 from glue_lora.bench.gpu_sections import SECTIONS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fake_run(run_dir: Path, score: float, losses: list[float], dtype=torch.float32, log: str = "") -> Path:
