@@ -81,7 +81,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     out_dir = Path(cfg.paths.output_dir)
     resume = ResumeSettings(cfg.get("resume"), cfg.get("ckpt_path"))
-    if (done := finished_results(run_config(cfg), resume, out_dir)) is not None:
+    config = run_config(cfg)  # resolved once, secrets masked
+    if (done := finished_results(config, resume, out_dir)) is not None:
         return done
 
     import datasets
@@ -180,7 +181,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
             "optimizer_state_mb": round(measured_optimizer_state_bytes(trainer.optimizer) / 2**20, 3),
         },
-        "config": run_config(cfg),
+        "config": config,
     }
     trainer.model.save_pretrained(out_dir / ADAPTER)
     results["sizes"] = {"adapter_mb": round(dir_size_mb(out_dir / ADAPTER), 3)}
