@@ -89,13 +89,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
+    from glue_lora.bench.common import optimizer_state_mb
     from glue_lora.bench.peer_stack import peer_dataset, peer_metrics, peer_model, peer_training_arguments
     from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.model.lora import count_parameters
     from glue_lora.settings.data import DataSettings
     from glue_lora.training.metrics import best_evaluation
     from glue_lora.training.module import warmup_steps
-    from glue_lora.utils.memory import measured_optimizer_state_bytes, peak_memory_mb
+    from glue_lora.utils.memory import peak_memory_mb
 
     class TimedTrainer(Trainer):
         """Counts the seconds spent evaluating, so the training throughput excludes them as ours does."""
@@ -179,7 +180,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "samples_per_second": round(trained_rows / train_seconds, 2),
             "peak_memory_mb": round(peak_memory_mb(torch.device(device)), 1),
             "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
-            "optimizer_state_mb": round(measured_optimizer_state_bytes(trainer.optimizer) / 2**20, 3),
+            "optimizer_state_mb": round(optimizer_state_mb(trainer.optimizer), 3),
         },
         "config": config,
     }

@@ -18,6 +18,7 @@ import numpy as np
 
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.runs import Run
+from glue_lora.reports.stats import Stats
 from glue_lora.settings.lora import lora_label
 
 # Overrides that name a variant; a sweep that also varies anything else (a learning rate) has more
@@ -54,9 +55,13 @@ class Cell:
         values = (run_score(r, protocol) for r in self.runs)
         return [v for v in values if v is not None and not math.isnan(v)]
 
-    def median(self, protocol: str) -> float | None:
+    def stats(self, protocol: str) -> Stats | None:
         scores = self.scores(protocol)
-        return float(np.median(scores)) if scores else None
+        return Stats.of(scores) if scores else None
+
+    def median(self, protocol: str) -> float | None:
+        stats = self.stats(protocol)
+        return stats.median if stats else None
 
     def figure(self, key: str, *path: str) -> float | None:
         """The median over runs of a number stored in results.json at ``path``/``key``."""
@@ -98,11 +103,10 @@ def _average(row: dict[str, Cell], tasks: Sequence[str], protocol: str) -> float
 
 
 def _score_cell(cell: Cell | None, protocol: str) -> str:
-    scores = cell.scores(protocol) if cell else []
-    if not scores:
+    stats = cell.stats(protocol) if cell else None
+    if stats is None:
         return ""
-    median = float(np.median(scores))
-    return f"{median:.1f} ({min(scores):.1f}-{max(scores):.1f}, n={len(scores)})"
+    return f"{stats.median:.1f} ({stats.min:.1f}-{stats.max:.1f}, n={stats.n})"
 
 
 def _fmt(value: float | None, digits: int = 1, sign: bool = False) -> str:
@@ -170,12 +174,12 @@ def _difference_lines(
 
 
 def _ratio(table: dict[str, dict[str, Cell]], a: str, b: str, key: str, *path: str) -> float | None:
-    def value(name: str) -> float | None:
-        row = table[name]
-        return next((row[t].figure(key, *path) for t in row if row[t].figure(key, *path)), None)
-
-    va, vb = value(a), value(b)
-    return None if not va or not vb else vb / va
+    """How many times ``b``'s figure is ``a``'s, on the first task both variants ran."""
+    task = next((t for t in table[a] if t in table[b]), None)
+    if task is None:
+        return None
+    va, vb = table[a][task].figure(key, *path), table[b][task].figure(key, *path)
+    return vb / va if va and vb else None
 
 
 def comparable_runs(configs: Sequence[Any]) -> list[Run] | None:

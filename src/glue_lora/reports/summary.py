@@ -22,6 +22,7 @@ from glue_lora.data.tasks import TASKS
 from glue_lora.reports.comparison import comparable_runs, comparison_markdown
 from glue_lora.reports.paper import paper_score
 from glue_lora.reports.runs import Run, find_runs
+from glue_lora.reports.stats import Stats
 from glue_lora.settings.lora import lora_label
 from glue_lora.utils.artifacts import atomic_open
 
@@ -43,22 +44,6 @@ NOT_CONFIGURATION = (
     "ckpt_path",
 )
 NOT_CONFIGURATION_PREFIXES = ("paths.", "hydra.", "logger.", "data.cache_dir", "trainer.enable_")
-
-
-@dataclass
-class Stats:
-    n: int
-    median: float
-    mean: float
-    std: float  # sample standard deviation (ddof=1); nan for a single run
-    min: float
-    max: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stats:
-        a = np.asarray(values, dtype=float)
-        std = float(np.std(a, ddof=1)) if len(a) > 1 else math.nan
-        return cls(len(a), float(np.median(a)), float(np.mean(a)), std, float(a.min()), float(a.max()))
 
 
 @dataclass
