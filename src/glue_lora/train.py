@@ -19,8 +19,10 @@ from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import build_tokenizer, check_max_length, check_vocabulary
 from glue_lora.model.build import build_model
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
+from glue_lora.model.methods import method_label
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
+from glue_lora.settings.method import MethodSettings, method_settings
 from glue_lora.settings.model import ModelSettings
 from glue_lora.settings.recipes import describe_recipe
 from glue_lora.settings.run import ResumeSettings
@@ -51,10 +53,12 @@ def report_parameters(
     counts: ParamCounts,
     model: torch.nn.Module,
     plan: BatchPlan,
+    method: MethodSettings,
     lora: LoraSettings | None,
     lr_tiers: dict[str, Any] | None,
     lr: float,
 ) -> None:
+    print(f"method {method_label(method, lora)}: {counts.trainable:,} trainable parameters")
     print(counts.table())
     if budget := check_budget(counts, lora.as_dict() if lora is not None else None):
         print(budget)
@@ -64,12 +68,17 @@ def report_parameters(
 
 
 def dry_run(
-    model_settings: ModelSettings, lora: LoraSettings | None, spec: TaskSpec, max_length: int, report: Any
+    model_settings: ModelSettings,
+    method: MethodSettings,
+    lora: LoraSettings | None,
+    spec: TaskSpec,
+    max_length: int,
+    report: Any,
 ) -> dict[str, Any]:
     """Build the model on the meta device (no weights, data or download), print its counts, exit."""
     model_settings = model_settings.on_meta_device()
     with torch.device("meta"):
-        model = build_model(model_settings, lora, spec, device="meta")
+        model = build_model(model_settings, lora, spec, device="meta", method=method)
     check_max_length(model, max_length, model_settings.name)
     counts = count_parameters(model, model_settings.trained_in_full)
     report(counts, model)
@@ -98,16 +107,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
     # Each group resolved once, into the typed settings that the helpers below get.
     model_settings = ModelSettings.from_config(cfg.model)
-    lora = lora_settings(cfg.get("lora"), model_settings.lora_targets)
+    method = method_settings(cfg.get("method"), cfg.get("lora"))
+    # None for full fine-tuning and for methods that do not read the lora group (VeRA, BitFit ...).
+    lora = lora_settings(cfg.get("lora"), model_settings.lora_targets) if method.uses_lora_group else None
     data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
     lr_tiers = OmegaConf.to_container(cfg.lr_tiers, resolve=True) if cfg.get("lr_tiers") else None
     plan = plan_batches(data.batch_size, data.global_batch_size, trainer_settings(cfg.trainer))
 
     def report(counts: ParamCounts, model: torch.nn.Module) -> None:
-        report_parameters(counts, model, plan, lora, lr_tiers, cfg.optimizer.lr)
+        report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr)
 
     if cfg.get("dry_run"):
-        return dry_run(model_settings, lora, spec, data.max_length, report)
+        return dry_run(model_settings, method, lora, spec, data.max_length, report)
     # fails here, before any work, when the adapter is missing
     init = prepare_init_adapter(
         cfg.get("init_adapter"), model=model_settings.name, task=spec.name, lora=lora, recipe=cfg.recipe
@@ -136,14 +147,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return done
     resume_from = prepare_resume(resume, config, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
-    model = build_model(model_settings, lora, spec)
+    model = build_model(model_settings, lora, spec, method=method)
     check_max_length(model, data.max_length, model_settings.name)
     load_init_adapter(model, init, spec, model_settings.trained_in_full)
     tokenizer = build_tokenizer(model_settings.config, model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, model_settings.trained_in_full)
     report(counts, model)
-    warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=lora is None))
+    warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=method.is_full))
 
     datamodule = datamodule_from_settings(data, spec, tokenizer)
     # Read and check every file before the first step, so bad data never costs training time.
@@ -164,7 +175,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     meter = ThroughputMeter()
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    group = run_group(spec.name, model_settings.name, lora)
+    group = run_group(spec.name, model_settings.name, method_label(method, lora))
     loggers = build_loggers(cfg.get("logger"), config, group, cfg.seed)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -191,6 +202,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "model": model_settings.name,
         "model_name_or_path": model_settings.source(),
         "lora": lora.as_dict() if lora is not None else None,
+        "method": method.as_dict(),
         "seed": cfg.seed,
         "metric": spec.primary_metric,
         "score": best_entry["dev"][spec.primary_metric],

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 
+from glue_lora.model.methods import method_label
 from glue_lora.settings.lora import lora_settings
+from glue_lora.settings.method import FULL, LORA
 from glue_lora.train import run
 from glue_lora.training.loggers import run_group
 from tests.helpers.runs import TINY, compose_train
@@ -18,8 +20,9 @@ def test_wandb_is_offline_by_default_and_groups_by_configuration(monkeypatch):
     cfg = compose_train(["logger=wandb", "model=tiny_roberta", "task=rte"])
     assert cfg.logger.wandb.mode == "offline"
     assert "csv" in cfg.logger  # CSV logs stay on
-    assert run_group("rte", "tiny_roberta", lora_settings(cfg.lora, ["query"])) == "rte-tiny_roberta-r8-a16"
-    assert run_group("rte", "tiny_roberta", None) == "rte-tiny_roberta-full"
+    lora = lora_settings(cfg.lora, ["query"])
+    assert run_group("rte", "tiny_roberta", method_label(LORA, lora)) == "rte-tiny_roberta-r8-a16"
+    assert run_group("rte", "tiny_roberta", method_label(FULL, None)) == "rte-tiny_roberta-full"
 
 
 def test_offline_run_holds_config_group_metrics_and_summary(

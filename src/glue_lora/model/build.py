@@ -7,22 +7,31 @@ import torch
 
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.model.backbone import build_backbone, maybe_compile
-from glue_lora.model.lora import apply_lora, init_lora_a
+from glue_lora.model.lora import init_lora_a
+from glue_lora.model.methods import apply_method
 from glue_lora.settings.lora import LoraSettings
+from glue_lora.settings.method import MethodSettings, method_settings
 from glue_lora.settings.model import ModelSettings
 
 
 def build_model(
-    model: ModelSettings, lora: LoraSettings | None, spec: TaskSpec, device: str | None = None
+    model: ModelSettings,
+    lora: LoraSettings | None,
+    spec: TaskSpec,
+    device: str | None = None,
+    method: MethodSettings | None = None,
 ) -> torch.nn.Module:
-    """The backbone with its task head, wrapped with ``lora`` unless it is None (``lora=none``)."""
+    """The backbone with its task head, made trainable by ``method`` (default: LoRA with ``lora``,
+    or full fine-tuning when ``lora`` is None)."""
     model_cfg = model.config
+    method = method or method_settings(None, lora)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
-    lora_cfg = lora.as_dict() if lora is not None else None
-    wrapped = apply_lora(backbone, lora_cfg, model.lora_targets, model.trained_in_full)
-    if lora is not None:
+    wrapped = apply_method(backbone, method, lora, model.lora_targets, model.trained_in_full)
+    plain_lora = method.peft_type == "lora" and not method.peft_options.get("init_lora_weights")
+    if plain_lora:
+        # A data- or weight-derived start (PiSSA, OLoRA) is the method itself: not re-drawn.
         init_lora_a(wrapped, model_cfg.get("lora_a_init") or "kaiming_uniform")
-    if model_cfg.get("fused_lora") and lora is not None:
+    if model_cfg.get("fused_lora") and plain_lora and not method.peft_options:
         from glue_lora.model.fused_lora import fuse_lora_updates
 
         fuse_lora_updates(wrapped)

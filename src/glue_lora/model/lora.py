@@ -70,9 +70,10 @@ def check_targets(model: nn.Module, targets: Sequence[str], layers: Sequence[int
 
 
 def lora_peft_config(
-    lora_cfg: Mapping[str, Any], targets: Sequence[str], modules_to_save: Sequence[str]
+    lora_cfg: Mapping[str, Any], targets: Sequence[str], modules_to_save: Sequence[str], **options: Any
 ) -> Any:
-    """Map our ``lora`` config group onto a peft ``LoraConfig``."""
+    """Map our ``lora`` config group onto a peft ``LoraConfig``; ``options`` are the method's
+    (``method.peft_options``: ``use_dora``, ``use_rslora``, ``init_lora_weights`` ...)."""
     from peft import LoraConfig, TaskType
 
     layers = lora_cfg.get("layers")
@@ -86,6 +87,7 @@ def lora_peft_config(
         modules_to_save=list(modules_to_save),
         layers_to_transform=[int(i) for i in layers] if layers else None,
         layers_pattern=LAYERS_PATTERN if layers else None,
+        **options,
     )
 
 
@@ -94,11 +96,12 @@ def apply_lora(
     lora_cfg: Mapping[str, Any] | None,
     default_targets: Sequence[str],
     trained_in_full: Sequence[str],
+    **options: Any,
 ) -> nn.Module:
     """Wrap ``model`` with LoRA (``lora_cfg``) or, when it is None, leave every weight trainable.
 
     ``trained_in_full`` names the head modules (classifier, and DeBERTa's pooler) that are trained
-    in full alongside LoRA and saved in the adapter.
+    in full alongside LoRA and saved in the adapter. ``options`` go to peft's ``LoraConfig``.
     """
     if lora_cfg is None:
         for p in model.parameters():
@@ -116,7 +119,12 @@ def apply_lora(
             f"model.trained_in_full {missing_heads} not found in {type(model).__name__}. Name "
             "modules of its head there (e.g. [classifier] or, for DeBERTa-v2, [classifier,pooler])."
         )
-    peft_model = get_peft_model(model, lora_peft_config(lora_cfg, targets, trained_in_full))
+    peft_model = get_peft_model(model, lora_peft_config(lora_cfg, targets, trained_in_full, **options))
+    return train_in_fp32(peft_model, trained_in_full)
+
+
+def train_in_fp32(peft_model: nn.Module, trained_in_full: Sequence[str]) -> nn.Module:
+    """The adapter and head of ``peft_model`` in fp32, also where the frozen weights are half precision."""
     # LoRA and head train in fp32 even when frozen weights are stored in a half dtype.
     for p in peft_model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
@@ -189,8 +197,14 @@ def _cast_inputs_hook(dtype: torch.dtype):
     return hook
 
 
+# Names of the parameters peft adds: LoRA (with DoRA's magnitude and AdaLoRA's E), VeRA, IA3, FourierFT.
+ADAPTER_MARKERS = ("lora_", "vera_lambda", "ia3_l", "fourierft_spectrum")
+
+
 def count_parameters(model: nn.Module, head_modules: Sequence[str] = ()) -> ParamCounts:
-    """Parameter counts; peft's frozen copy of a head (``original_module``) is not counted."""
+    """Parameter counts; peft's frozen copy of a head (``original_module``) is not counted.
+
+    ``lora`` counts the parameters of the adapter peft added, whatever its method."""
     total = trainable = lora = head = 0
     for name, p in model.named_parameters():
         if ".original_module." in name:
@@ -199,6 +213,6 @@ def count_parameters(model: nn.Module, head_modules: Sequence[str] = ()) -> Para
         parts = set(name.split("."))
         total += n
         trainable += n if p.requires_grad else 0
-        lora += n if "lora_" in name else 0
+        lora += n if any(marker in name for marker in ADAPTER_MARKERS) else 0
         head += n if parts & set(head_modules) else 0
     return ParamCounts(total=total, trainable=trainable, lora=lora, head=head)

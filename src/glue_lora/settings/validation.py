@@ -20,6 +20,7 @@ from glue_lora.data.tasks import get_task
 from glue_lora.model.lora import check_lora_a_init
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import lora_settings
+from glue_lora.settings.method import method_settings
 from glue_lora.settings.moved import MOVED_KEYS, check_moved_keys, current_target
 from glue_lora.training.batching import plan_batches, trainer_settings
 from glue_lora.training.regularizers import validate as validate_regularizers
@@ -278,6 +279,7 @@ def validate(cfg: DictConfig) -> None:
     check_moved_keys({old: _value(cfg, old) for old in MOVED_KEYS if old in cfg})
     check_types(cfg)
     lora_settings(cfg.get("lora"), cfg.model.lora_targets)  # checks its own ranges
+    method_settings(cfg.get("method"), cfg.get("lora"))
     validate_regularizers(cfg.get("regularizer"))
     check_ranges(cfg)
     check_batching(cfg.data.get("sampler", "length_grouped"), cfg.data.get("padding", "longest"))

@@ -9,14 +9,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from glue_lora.settings.lora import LoraSettings, lora_label
-
 log = logging.getLogger(__name__)
 
 
-def run_group(task: str, model: str, lora: LoraSettings | None) -> str:
-    """``<task>-<model>-<lora>``, e.g. ``rte-roberta_base-r8-a16``: the seeds of one configuration."""
-    return f"{task}-{model}-{lora.label if lora is not None else lora_label(None)}"
+def run_group(task: str, model: str, method_label: str) -> str:
+    """``<task>-<model>-<method>``, e.g. ``rte-roberta_base-r8-a16``: the seeds of one configuration
+    (``model.methods.method_label``)."""
+    return f"{task}-{model}-{method_label}"
 
 
 def _is_wandb(obj: Any) -> bool:
