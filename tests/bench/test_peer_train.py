@@ -54,3 +54,12 @@ def test_peer_refuses_what_it_has_no_equivalent_for(glue_fixtures, token_cache, 
     with pytest.raises(ConfigError, match=r"stack=peer .* R-Drop"):
         run_peer(cfg)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_peer_refuses_methods_other_than_lora(glue_fixtures, token_cache, tmp_path):
+    from glue_lora.bench.peer_train import run as run_peer
+
+    cfg = compose_tiny_run(glue_fixtures, token_cache, tmp_path, ["variant=peer_lora", "method=dora"])
+    with pytest.raises(ConfigError, match=r"stack=peer .* method=dora"):
+        run_peer(cfg)
+    assert not (tmp_path / "results.json").exists()

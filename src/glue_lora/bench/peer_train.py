@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from glue_lora.data.source import check_data_source
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.settings.lora import lora_dict
+from glue_lora.settings.method import FULL, LORA, method_settings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import plan_batches
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
@@ -44,6 +45,9 @@ def check_peer_config(cfg: DictConfig) -> None:
         asked.append(f"the optimizer {optimizer}")
     if int(cfg.trainer.get("devices") or 1) != 1 or int(cfg.trainer.get("num_nodes") or 1) != 1:
         asked.append("several devices")
+    method = method_settings(cfg.get("method"), cfg.get("lora"))
+    if method not in (LORA, FULL):
+        asked.append(f"method={method.name} (the peer trains plain LoRA or, with lora=none, every weight)")
     if asked:
         raise ConfigError(
             f"stack=peer trains with transformers Trainer + peft, which has no equivalent here for "
