@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "convert a microsoft/LoRA checkpoint into an adapter",
     ),
     "bench": ("glue_lora.bench.command", "training speed and memory vs transformers Trainer + PEFT"),
+    "bench-methods": ("glue_lora.bench.methods", "training step time of each PEFT method vs plain LoRA"),
     "push": ("glue_lora.adapters.push", "upload an adapter (or merged model) with its model card to the Hub"),
 }
 
