@@ -159,3 +159,31 @@ def test_merging_a_full_model_says_there_is_nothing_to_merge(tmp_path):
     run_dir = make_adapter(tmp_path / "run", "sst2", overrides=["method=full"])
     with pytest.raises(ConfigError, match="nothing to merge"):
         merge_adapter(run_dir, tmp_path / "merged")
+
+
+def test_a_predictor_serves_lora_family_adapters_and_refuses_others(tmp_path):
+    from glue_lora.adapters.predictor import Predictor
+
+    runs = {
+        method: make_adapter(tmp_path / method, "rte", overrides=[f"method={method}", *SMALL.get(method, [])])
+        for method in ("rslora", "dora", "vera")
+    }
+    predictor = Predictor(None, adapters={"a": runs["rslora"], "b": runs["dora"]}, device="cpu")
+    pairs = [("a good film", "the film is good"), ("dark story", "happy story")]
+    for name, method in (("a", "rslora"), ("b", "dora")):
+        model, tokenizer, _ = load_model(runs[method])
+        batch = tokenizer(
+            *map(list, zip(*pairs, strict=True)), truncation=True, padding=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            assert torch.allclose(predictor.logits(name, pairs), model(**batch).logits, atol=1e-5)
+    with pytest.raises(ConfigError, match=r"method=vera.*LoRA, rsLoRA, DoRA"):
+        Predictor(None, adapters={"a": runs["rslora"], "v": runs["vera"]}, device="cpu")
+
+
+def test_init_adapter_refuses_an_adapter_of_another_method(tmp_path):
+    from tests.helpers.runs import init_adapter_of
+
+    run_dir = make_adapter(tmp_path / "dora", "mnli", overrides=["method=dora"])
+    with pytest.raises(ConfigError, match="method=dora, not plain LoRA"):
+        init_adapter_of(compose_train(["model=tiny_roberta", "task=rte", f"init_adapter={run_dir}"]))

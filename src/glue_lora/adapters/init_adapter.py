@@ -76,7 +76,7 @@ def prepare_init_adapter(
             f"model={model}: LoRA weights only fit the model they were trained on. "
             f"{_how_to_get_one(model, path)}"
         )
-    if info.lora is None or info.method.is_full:
+    if info.method.is_full:
         raise ConfigError(
             f"init_adapter={path} is a fully fine-tuned model, not a LoRA adapter. Give an adapter "
             "trained with LoRA, or init_adapter=null."

@@ -79,7 +79,7 @@ class Predictor:
         identities = {name: _base_identity(info, base) for name, info in self.infos.items()}
         first_name, first = next(iter(self.infos.items()))
         for name, info in self.infos.items():
-            if info.lora is None or info.method.is_full:
+            if info.method.is_full:
                 raise ConfigError(
                     f"The adapter {name!r} ({info.path}) is a full model, not LoRA: it cannot share a "
                     "base. Load it alone with AutoModelForSequenceClassification.from_pretrained."
