@@ -218,7 +218,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["config"] = config
 
     if trainer.is_global_zero:
-        record = adapter_record(spec, model_settings, lora, data, cfg.seed, cfg.trainer.precision)
+        record = adapter_record(spec, model_settings, lora, data, cfg.seed, cfg.trainer.precision, method)
         save_adapter(module.model, out_dir / ADAPTER, record, spec, results)
         results["sizes"] = {"adapter_mb": round(dir_size_mb(out_dir / ADAPTER), 3)}
         atomic_write_json(out_dir / RESULTS, results)

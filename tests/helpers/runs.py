@@ -78,11 +78,21 @@ def job_dirs(sweep: Path) -> list[Path]:
 def model_of(cfg: DictConfig, spec, device: str | None = None):
     """``build_model`` with the model and LoRA settings of ``cfg``, as train.run builds them."""
     from glue_lora.model.build import build_model
-    from glue_lora.settings.lora import lora_settings
     from glue_lora.settings.model import ModelSettings
 
     model = ModelSettings.from_config(cfg.model)
-    return build_model(model, lora_settings(cfg.get("lora"), model.lora_targets), spec, device=device)
+    method, lora = method_and_lora_of(cfg, model.lora_targets)
+    return build_model(model, lora, spec, device=device, method=method)
+
+
+def method_and_lora_of(cfg: DictConfig, targets):
+    """The run's method and LoRA settings, as train.run reads them (``lora`` None where unused)."""
+    from glue_lora.settings.lora import lora_settings
+    from glue_lora.settings.method import method_settings
+
+    method = method_settings(cfg.get("method"), cfg.get("lora"))
+    lora = lora_settings(cfg.get("lora"), targets) if method.uses_lora_group else None
+    return method, lora
 
 
 def datamodule_of(cfg: DictConfig, spec, tokenizer):
@@ -108,10 +118,9 @@ def record_of(cfg: DictConfig, spec) -> dict:
     """The glue_lora.json record train.run writes for ``cfg``."""
     from glue_lora.adapters.record import adapter_record
     from glue_lora.settings.data import DataSettings
-    from glue_lora.settings.lora import lora_settings
     from glue_lora.settings.model import ModelSettings
 
     model = ModelSettings.from_config(cfg.model)
-    lora = lora_settings(cfg.get("lora"), model.lora_targets)
+    method, lora = method_and_lora_of(cfg, model.lora_targets)
     data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
-    return adapter_record(spec, model, lora, data, cfg.seed, cfg.trainer.precision)
+    return adapter_record(spec, model, lora, data, cfg.seed, cfg.trainer.precision, method)

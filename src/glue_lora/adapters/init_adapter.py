@@ -1,6 +1,7 @@
 """Starting a run from another task's adapter (the paper starts MRPC, RTE and STS-B from MNLI).
 
-LoRA weights are loaded as they are and must fit the run's LoRA (same rank, targets and layers).
+LoRA weights are loaded as they are and must fit the run's LoRA (same rank, targets and layers); an
+adapter of another method (DoRA, PiSSA, VeRA, BitFit ...) is refused.
 Each head module (``model.trained_in_full``: the classifier, and DeBERTa's pooler) is loaded when
 its shapes fit; a head built for another label count is dropped whole and keeps the fresh
 initialisation of this run. DeBERTa's pooler does not depend on the labels, so it is kept.
@@ -20,6 +21,7 @@ from glue_lora.adapters.loading import head_module_of, load_weights
 from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, read_adapter
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.settings.lora import LoraSettings
+from glue_lora.settings.method import MethodSettings
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,11 @@ class InitAdapter:
 
     info: AdapterInfo
     weights: dict[str, torch.Tensor]
+
+
+def is_plain_lora(method: MethodSettings) -> bool:
+    """LoRA's weights as peft's default LoRA computes them (LoRA+ and LoRA-FA differ only in training)."""
+    return method.peft_type == "lora" and not method.peft_options
 
 
 def _how_to_get_one(model: str, path: str) -> str:
@@ -69,10 +76,16 @@ def prepare_init_adapter(
             f"model={model}: LoRA weights only fit the model they were trained on. "
             f"{_how_to_get_one(model, path)}"
         )
-    if info.lora is None:
+    if info.method.is_full:
         raise ConfigError(
             f"init_adapter={path} is a fully fine-tuned model, not a LoRA adapter. Give an adapter "
             "trained with LoRA, or init_adapter=null."
+        )
+    if not is_plain_lora(info.method):
+        raise ConfigError(
+            f"init_adapter={path} was trained with method={info.method.name}, not plain LoRA: only "
+            "plain LoRA weights (method=lora, or loraplus / lora_fa, which train the same weights) "
+            "are loaded as a start. Give an adapter trained with method=lora, or init_adapter=null."
         )
     if float(info.lora["alpha"]) / info.lora["r"] != float(lora.alpha) / lora.r:
         log.warning(

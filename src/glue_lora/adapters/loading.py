@@ -1,5 +1,17 @@
 """Loading a saved adapter: its weights (safetensors only, never a pickle), checked against the
-rebuilt base model, and the model and tokenizer it was trained with."""
+rebuilt base model, and the model and tokenizer it was trained with.
+
+Every method is rebuilt from its record (``glue_lora.json``): the base, then ``apply_method`` with the
+recorded method and LoRA settings, then the saved tensors. PiSSA and OLoRA start A and B from the
+frozen weight (an exact SVD, a QR) and leave the residual in the base; ``apply_method`` re-runs that
+deterministic start on the rebuilt base before the trained A and B are loaded, so the model is the
+one the run evaluated. peft's own ``PeftModel.from_pretrained(base, adapter_dir)`` does the same
+(``adapter_config.json`` keeps ``init_lora_weights``): it turns the base's weights into the residual
+in place, so that base cannot serve other adapters (peft warns). A plain LoRA adapter on the
+untouched base would need peft's conversion at save time (``save_pretrained(...,
+path_initial_model_for_weight_conversion=<the adapter as initialised>)``, rank 2r), which train.py
+does not do.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +28,7 @@ from glue_lora.adapters.record import (
     MODEL_WEIGHTS,
     PEFT_PREFIX,
     RECORD,
+    TRAINED_WEIGHTS,
     AdapterInfo,
     read_adapter,
 )
@@ -114,7 +127,12 @@ def state_dict_differences(model: torch.nn.Module, weights: Mapping[str, torch.T
     """What keeps ``weights`` (saved adapter keys) from loading into the peft ``model``; "" if nothing."""
     from peft import get_peft_model_state_dict
 
-    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
+    return shape_differences(get_peft_model_state_dict(model), weights)
+
+
+def shape_differences(expected: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> str:
+    """Missing, unexpected and misshapen tensors of ``weights`` against ``expected``; "" if none."""
+    expected = {k: tuple(v.shape) for k, v in expected.items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     short = lambda k: k.removeprefix(PEFT_PREFIX)  # noqa: E731
     problems = {
@@ -133,9 +151,18 @@ def state_dict_differences(model: torch.nn.Module, weights: Mapping[str, torch.T
     )
 
 
-def check_state_dict(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: Path) -> None:
-    """Fail when the saved adapter's tensors do not match the rebuilt model's names and shapes."""
-    details = state_dict_differences(model, weights)
+def check_state_dict(
+    model: torch.nn.Module,
+    weights: Mapping[str, torch.Tensor],
+    source: Path,
+    expected: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Fail when the saved adapter's tensors do not match the rebuilt model's names and shapes
+    (``expected``: those tensors, when ``model`` is not a peft model)."""
+    if expected is None:
+        details = state_dict_differences(model, weights)
+    else:
+        details = shape_differences(expected, weights)
     if details:
         raise DataError(
             f"The weights in {source} do not fit the model rebuilt from its {RECORD} ({details}). The "
@@ -144,36 +171,93 @@ def check_state_dict(model: torch.nn.Module, weights: Mapping[str, torch.Tensor]
         )
 
 
+def saved_peft_config(info: AdapterInfo) -> dict[str, Any]:
+    """The ``adapter_config.json`` peft wrote beside the adapter ({} when there is none)."""
+    import json
+
+    path = info.path / "adapter_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(
+            f"{path} is not valid JSON ({err}). It is written by train.py with the adapter; copy the "
+            "adapter directory again from the run."
+        ) from None
+
+
+def rebuild_adapter(info: AdapterInfo, base: str | None = None) -> torch.nn.Module:
+    """The base with the recorded peft method applied and its saved tensors loaded."""
+    from peft import set_peft_model_state_dict
+
+    from glue_lora.model.methods import apply_method
+    from glue_lora.settings.lora import LoraSettings
+
+    weights = load_weights(info.path)
+    lora = LoraSettings.from_mapping(info.lora) if info.lora is not None else None
+    model = apply_method(
+        build_base(info, base), info.method, lora, info.model["lora_targets"], info.head_modules
+    )
+    if info.method.peft_type == "adalora":
+        # The ranks AdaLoRA kept: its saved tensors are cut to them (peft resizes the modules on load).
+        rank_pattern = saved_peft_config(info).get("rank_pattern")
+        model.peft_config["default"].rank_pattern = rank_pattern
+    check_state_dict(model, weights, info.path / ADAPTER_WEIGHTS)
+    set_peft_model_state_dict(model, weights)
+    return model
+
+
+def rebuild_own_weights(info: AdapterInfo, base: str | None = None) -> torch.nn.Module:
+    """The base with the tensors a BitFit or head-only run trained put back in place."""
+    from glue_lora.model.methods import apply_method, trained_weights
+
+    weights = load_weights(info.path, TRAINED_WEIGHTS)
+    model = apply_method(
+        build_base(info, base), info.method, None, info.model["lora_targets"], info.head_modules
+    )
+    check_state_dict(model, weights, info.path / TRAINED_WEIGHTS, expected=trained_weights(model))
+    model.load_state_dict(weights, strict=False)
+    return model
+
+
+def load_whole_model(info: AdapterInfo) -> torch.nn.Module:
+    """A fully fine-tuned (or merged) model saved whole with ``save_pretrained``."""
+    from transformers import AutoModelForSequenceClassification
+
+    if not any(info.path.glob("*.safetensors")):
+        load_weights(info.path, MODEL_WEIGHTS)  # raises: the directory holds no safetensors
+    check_safetensors(info.path)
+    return AutoModelForSequenceClassification.from_pretrained(
+        info.path, use_safetensors=True, dtype=torch.float32
+    )
+
+
 def load_model(
     adapter: str | Path | AdapterInfo, base: str | None = None, device: str | torch.device | None = None
 ) -> tuple[torch.nn.Module, Any, AdapterInfo]:
-    """Rebuild the model an adapter was trained with: base + LoRA + head, in eval mode.
+    """Rebuild the model an adapter was trained with: base + adapter (or trained weights) + head, in
+    eval mode.
 
-    Returns ``(model, tokenizer, info)``; ``model`` is a peft model, or the plain transformers model
-    of a full fine-tuning run or a merged adapter.
+    Returns ``(model, tokenizer, info)``; ``model`` is a peft model for an adapter method, else the
+    plain transformers model (BitFit, head only, full fine-tuning, a merged adapter).
     """
-    from peft import set_peft_model_state_dict
-
-    from glue_lora.model.lora import apply_lora
-
     info = adapter if isinstance(adapter, AdapterInfo) else read_adapter(adapter)
-    if info.lora is None:
-        from transformers import AutoModelForSequenceClassification
-
-        if not any(info.path.glob("*.safetensors")):
-            load_weights(info.path, MODEL_WEIGHTS)  # raises: the directory holds no safetensors
-        check_safetensors(info.path)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            info.path, use_safetensors=True, dtype=torch.float32
-        )
+    if info.method.is_full:
+        model = load_whole_model(info)
+    elif info.method.trains == "adapter":
+        model = rebuild_adapter(info, base)
     else:
-        weights = load_weights(info.path)
-        model = apply_lora(build_base(info, base), info.lora, info.model["lora_targets"], info.head_modules)
-        check_state_dict(model, weights, info.path / ADAPTER_WEIGHTS)
-        set_peft_model_state_dict(model, weights)
+        model = rebuild_own_weights(info, base)
     tokenizer = build_tokenizer_for(info, model.config, base)
     model.eval()
     if device is not None:
         model.to(device)
-    log.info("Loaded the %s adapter of %s from %s", info.task, info.model.get("name"), info.path)
+    log.info(
+        "Loaded the %s %s adapter of %s from %s",
+        info.task,
+        info.method.name,
+        info.model.get("name"),
+        info.path,
+    )
     return model, tokenizer, info

@@ -1,8 +1,14 @@
-"""`glue-lora merge <adapter> <out_dir>`: fold LoRA into the base weights, save a plain transformers model.
+"""`glue-lora merge <adapter> <out_dir>`: fold an adapter into its base, save a plain transformers model.
 
 The result loads with ``AutoModelForSequenceClassification.from_pretrained(out_dir)`` (no peft, no
-glue-lora) and predicts what the adapter predicts: W' = W + (alpha / r) B A replaces each adapted
-weight, and the trained head replaces the base's. eval.py also accepts the merged directory.
+glue-lora) and predicts what the adapter predicts; the trained head replaces the base's. eval.py also
+accepts the merged directory. What each method folds in:
+
+- LoRA family (LoRA, rsLoRA, DoRA, PiSSA, OLoRA, LoRA+, LoRA-FA) and AdaLoRA: W' = W + s B A (DoRA:
+  rescaled to its trained magnitude; PiSSA and OLoRA: W is the residual their start left);
+- VeRA: W' = W + diag(b) B diag(d) A with the shared projections; (IA)^3: each scaling vector
+  multiplied into its weight; FourierFT: the inverse Fourier transform of its spectrum added to W;
+- BitFit and head only: the saved tensors are put into the base, which is saved whole.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch
 from glue_lora.adapters.loading import load_model
 from glue_lora.adapters.model_card import CARD, hub_base, merged_card
 from glue_lora.adapters.record import RECORD, AdapterInfo
+from glue_lora.settings.method import FULL
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, GlueLoraError
 from glue_lora.utils.timing import median_forward_seconds
@@ -35,17 +42,42 @@ def _check_free(out_dir: Path) -> None:
 
 
 def merge(model: Any, info: AdapterInfo) -> Any:
-    """The plain transformers model of a peft ``model``, with LoRA merged and label names set."""
-    if info.lora is None:
+    """The plain transformers model of a loaded adapter, with it merged and label names set."""
+    if info.method.is_full:
         raise ConfigError(
-            f"{info.path} is already a full model (trained without LoRA, or merged): there is nothing "
-            "to merge. Load it with AutoModelForSequenceClassification.from_pretrained as it is."
+            f"{info.path} is already a full model (trained without an adapter, or merged): there is "
+            "nothing to merge. Load it with AutoModelForSequenceClassification.from_pretrained as it is."
         )
-    merged = model.merge_and_unload()
+    merged = model if info.method.trains != "adapter" else _merge_peft(model, info)
     if info.label_names:
         merged.config.id2label = dict(enumerate(info.label_names))
         merged.config.label2id = {name: i for i, name in enumerate(info.label_names)}
     return merged.eval()
+
+
+def _unwrap_heads(model: Any) -> None:
+    """Put each head's trained copy in place of peft's ``ModulesToSaveWrapper`` around it.
+
+    peft's generic unloading (VeRA, (IA)^3, FourierFT; LoRA has its own) copies ``weight`` from the
+    module it unwraps, which a classification head made of several layers does not have.
+    """
+    from peft.utils import ModulesToSaveWrapper
+
+    inner = model.get_base_model()
+    wrapped = [(name, m) for name, m in inner.named_modules() if isinstance(m, ModulesToSaveWrapper)]
+    for name, wrapper in wrapped:
+        inner.set_submodule(name, wrapper.modules_to_save[wrapper.active_adapters[0]])
+
+
+def _merge_peft(model: Any, info: AdapterInfo) -> Any:
+    try:
+        _unwrap_heads(model)
+        return model.merge_and_unload()
+    except (AttributeError, NotImplementedError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"The {info.method.name} adapter at {info.path} cannot be merged into its base ({err}). "
+            "Serve it unmerged: load_model() or eval.py load it with peft as it is."
+        ) from None
 
 
 def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
@@ -56,7 +88,13 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     _check_free(out_dir)
     model, tokenizer, info = load_model(adapter, base=base)
     merged = merge(model, info)
-    record = {**json.loads((info.path / RECORD).read_text()), "lora": None, "merged_from": str(info.path)}
+    record = {
+        **json.loads((info.path / RECORD).read_text()),
+        "method": FULL.as_dict(),
+        "lora": None,
+        "merged_from": str(info.path),
+        "merged_method": info.method.as_dict(),
+    }
     card = info.path / CARD
     card_text = merged_card(
         card.read_text(encoding="utf-8") if card.is_file() else None,
@@ -108,7 +146,7 @@ def compare_speed(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="glue-lora merge",
-        description="Merge a LoRA adapter into its base model and save a plain transformers model.",
+        description="Merge an adapter into its base model and save a plain transformers model.",
     )
     parser.add_argument("adapter", help="a training run directory (holding adapter/) or an adapter directory")
     parser.add_argument("out_dir", help="a new directory for the merged model and its tokenizer")

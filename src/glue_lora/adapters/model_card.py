@@ -118,24 +118,37 @@ def adapter_card(
     """The README.md of a training run's ``adapter/``, from its resolved config and results.json."""
     model_cfg = cfg["model"]
     lora = results.get("lora")
+    method = results.get("method") or {
+        "name": "lora" if lora else "full",
+        "trains": "adapter" if lora else "all",
+    }
+    peft = method.get("trains") == "adapter"
+    kind = "lora" if method["name"] == "lora" else method["name"]
     base = hub_base(model_cfg)
-    name = f"{model_cfg['name']}-{spec.name}-{'lora' if lora else 'full'}"
+    name = f"{model_cfg['name']}-{spec.name}-{kind}"
     tags = ["glue-lora", "text-classification", "glue" if spec.hub_name else spec.name, spec.name]
     front: dict[str, Any] = {}
     if base:
         front["base_model"] = base
-    front["library_name"] = "peft" if lora else "transformers"
-    front["tags"] = list(dict.fromkeys([*(["lora", "peft"] if lora else ["full-fine-tuning"]), *tags]))
+    front["library_name"] = "peft" if peft else "transformers"
+    method_tags = [kind, "peft"] if peft else (["full-fine-tuning"] if kind == "full" else [kind])
+    front["tags"] = list(dict.fromkeys([*method_tags, *tags]))
     front["datasets"] = [spec.hub_path]
     front["metrics"] = list(dict.fromkeys(METRIC_TYPES.get(m, m) for m in (results.get("dev") or {})))
     front["model-index"] = _model_index(name, spec, results)
 
-    what = (
-        f"LoRA adapter (r={lora['r']}, alpha={lora['alpha']}, on {', '.join(lora['targets'])}) and "
-        f"classification head"
-        if lora
-        else "Fully fine-tuned model"
-    )
+    if lora and peft:
+        label = "LoRA" if kind == "lora" else f"{kind} (LoRA family)"
+        what = (
+            f"{label} adapter (r={lora['r']}, alpha={lora['alpha']}, on {', '.join(lora['targets'])}) and "
+            "classification head"
+        )
+    elif peft:
+        what = f"{kind} adapter (peft {method.get('peft_type')}) and classification head"
+    elif kind == "full":
+        what = "Fully fine-tuned model"
+    else:
+        what = f"The weights {kind} trained ({method.get('trains')}), to load onto the base with glue-lora"
     source = results.get("model_name_or_path")
     origin = f"`{base}`" if base else f"model={model_cfg['name']}"
     if str(source or "").startswith("random:"):

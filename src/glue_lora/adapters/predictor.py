@@ -1,10 +1,10 @@
 """Serving several tasks from one base model: ``Predictor(base, adapters={"sst2": dir, "rte": dir})``.
 
-The base weights are loaded once. Each adapter adds its LoRA matrices (a named peft adapter on the
-shared base layers) and its own head modules (classifier, DeBERTa's pooler), built for its label
-count. ``predict(task, texts)`` activates that task's LoRA and head, then runs the base model's own
-forward. Switching costs nothing but the swap of a few module references; it is not thread-safe
-(use one Predictor per thread, or a lock).
+The base weights are loaded once. Each adapter (LoRA, rsLoRA, DoRA, LoRA+, LoRA-FA) adds its LoRA
+matrices (a named peft adapter on the shared base layers) and its own head modules (classifier,
+DeBERTa's pooler), built for its label count. ``predict(task, texts)`` activates that task's LoRA
+and head, then runs the base model's own forward. Switching costs nothing but the swap of a few
+module references; it is not thread-safe (use one Predictor per thread, or a lock).
 """
 
 from __future__ import annotations
@@ -20,12 +20,24 @@ from torch import nn
 
 from glue_lora.adapters.loading import build_base, build_tokenizer_for, head_module_of, load_weights
 from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, read_adapter
+from glue_lora.settings.method import MethodSettings
 from glue_lora.utils.errors import ConfigError, DataError
 
 # The fields of a model config that decide the base weights (head settings such as cls_dropout don't).
 BASE_FIELDS = ("name", "hub_id", "package", "name_or_path", "pretrained", "architecture", "frozen_dtype")
 
 Texts = str | Sequence[str] | Sequence[Sequence[str]]
+
+# peft options of the LoRA methods a Predictor serves: their update sits beside the shared base
+# weights. PiSSA and OLoRA change the base weights themselves; AdaLoRA, VeRA, (IA)^3 and FourierFT are
+# other peft types; BitFit changes the base's biases.
+SERVED_OPTIONS = frozenset({"use_dora", "use_rslora"})
+SERVED = "LoRA, rsLoRA, DoRA, LoRA+ and LoRA-FA"
+
+
+def servable(method: MethodSettings) -> bool:
+    """Whether a Predictor can serve an adapter of ``method`` beside others on one base."""
+    return method.peft_type == "lora" and set(method.peft_options) <= SERVED_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -67,10 +79,17 @@ class Predictor:
         identities = {name: _base_identity(info, base) for name, info in self.infos.items()}
         first_name, first = next(iter(self.infos.items()))
         for name, info in self.infos.items():
-            if info.lora is None:
+            if info.method.is_full:
                 raise ConfigError(
                     f"The adapter {name!r} ({info.path}) is a full model, not LoRA: it cannot share a "
                     "base. Load it alone with AutoModelForSequenceClassification.from_pretrained."
+                )
+            if not servable(info.method):
+                raise ConfigError(
+                    f"The adapter {name!r} ({info.path}) was trained with method={info.method.name}, "
+                    f"which a Predictor cannot serve: it serves {SERVED} adapters, which add their "
+                    "update beside the shared base weights. Load it alone with "
+                    "glue_lora.adapters.loading.load_model (or eval.py)."
                 )
             if identities[name] != identities[first_name]:
                 raise ConfigError(
@@ -106,7 +125,7 @@ class Predictor:
         from glue_lora.model.lora import lora_peft_config
 
         targets = info.lora.get("targets") or info.model["lora_targets"]
-        config = lora_peft_config(info.lora, targets, modules_to_save=[])
+        config = lora_peft_config(info.lora, targets, modules_to_save=[], **info.method.peft_options)
         # A plain PeftModel: heads are ours to switch (SEQ_CLS would wrap one shared classifier).
         config.task_type = None
         config.modules_to_save = None

@@ -2,8 +2,9 @@
 
 A training run saves ``adapter/`` in the PEFT layout (``adapter_config.json``,
 ``adapter_model.safetensors``) plus ``glue_lora.json``, the record of what is needed to rebuild the
-base model (model config, task, labels, LoRA config, max length, seed). A full fine-tuning run saves
-the whole model with ``save_pretrained`` instead, with the same record beside it.
+base model (model config, task, labels, method, LoRA config, max length, seed). A method that trains
+the model's own weights (BitFit, head only) saves just those tensors (``trained_weights.safetensors``);
+a full fine-tuning run saves the whole model with ``save_pretrained``; the same record is beside each.
 
 Weights are read from safetensors only: a pickle is never unpickled here.
 """
@@ -21,6 +22,7 @@ import torch
 from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings
+from glue_lora.settings.method import LORA, MethodSettings, method_settings
 from glue_lora.settings.model import ModelSettings
 from glue_lora.utils.errors import ConfigError, DataError
 from glue_lora.utils.run_files import ADAPTER
@@ -28,6 +30,8 @@ from glue_lora.utils.run_files import ADAPTER
 RECORD = "glue_lora.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MODEL_WEIGHTS = "model.safetensors"
+# The tensors a weight-subset method (BitFit, head only) trained, by their names in the model.
+TRAINED_WEIGHTS = "trained_weights.safetensors"
 # Keys of a saved PEFT adapter start with this; the rest is the module path in the transformers model.
 PEFT_PREFIX = "base_model.model."
 
@@ -45,6 +49,8 @@ class AdapterInfo:
     seed: int
     # How the training run evaluated (precision, eval batch size, padding): eval.py's defaults.
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # The method it was trained with; a record written before methods existed reads as LoRA or full.
+    method: MethodSettings = LORA
 
     @property
     def spec(self) -> TaskSpec:
@@ -66,14 +72,20 @@ def adapter_record(
     data: DataSettings,
     seed: int,
     precision: str,
+    method: MethodSettings | None = None,
 ) -> dict[str, Any]:
-    """The content of ``glue_lora.json`` for a run of ``model`` (+ ``lora``) on ``spec``."""
+    """The content of ``glue_lora.json`` for a run of ``model`` with ``method`` (+ ``lora``) on ``spec``.
+
+    ``method`` defaults to LoRA with ``lora``, or full fine-tuning when ``lora`` is None.
+    """
+    method = method or method_settings(None, lora)
     return {
         "task": spec.name,
         "label_names": list(spec.label_names) if spec.label_names else None,
         "model": model.config,
         # Where this machine read the base weights (adapter_config.json names a Hub id instead).
         "base_model_source": model.source(),
+        "method": method.as_dict(),
         "lora": lora.as_dict() if lora is not None else None,
         "max_length": data.max_length,
         # A randomly initialised base (model.pretrained=false) is a function of the seed.
@@ -135,8 +147,9 @@ def read_adapter(path: str | Path) -> AdapterInfo:
             max_length=int(record["max_length"]),
             seed=int(record.get("seed", 0)),
             evaluation=dict(record.get("evaluation") or {}),
+            method=method_settings(record.get("method"), record.get("lora")),
         )
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, ConfigError) as err:
         raise DataError(
             f"{adapter_dir / RECORD} is not a valid adapter record ({err!r}). It is written by train.py "
             "at the end of a run; train again, or restore the file from the run directory."

@@ -1,18 +1,23 @@
-"""Saving a run's adapter: LoRA weights and head (PEFT layout) or the whole model, its record
-(glue_lora.json) and model card, atomically."""
+"""Saving a run's adapter: the peft adapter and head (PEFT layout), the weights a BitFit or head-only
+run trained, or the whole model, with its record (glue_lora.json) and model card, atomically."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
 from glue_lora.adapters.model_card import CARD, adapter_card, shareable_base
-from glue_lora.adapters.record import RECORD, shared_base_name
+from glue_lora.adapters.record import RECORD, TRAINED_WEIGHTS, shared_base_name
 from glue_lora.data.tasks import TaskSpec
+from glue_lora.model.methods import trained_weights
+from glue_lora.settings.method import method_settings
 from glue_lora.utils.artifacts import atomic_save_pretrained
 from glue_lora.utils.redact import redact
 
@@ -24,7 +29,8 @@ def save_adapter(
     spec: TaskSpec,
     results: dict[str, Any] | None = None,
 ) -> None:
-    """Save LoRA weights and head (PEFT layout), or the whole model for full fine-tuning.
+    """Save the adapter and head (PEFT layout), the trained tensors of BitFit or a linear probe
+    (``trained_weights.safetensors``), or the whole model for full fine-tuning.
 
     ``glue_lora.json`` beside them (``record``, from ``adapters.record.adapter_record``) records
     what eval.py needs to rebuild the base model (the
@@ -36,13 +42,59 @@ def save_adapter(
     extra_text = {}
     if results is not None:
         extra_text[CARD] = adapter_card(results["config"], spec, results, run_command())
+    method = method_settings(record.get("method"), record.get("lora"))
+    if method.trains in ("biases", "head"):
+        # Only what the run trained: the rest is the base, rebuilt from the record when loading.
+        saved = SimpleNamespace(save_pretrained=lambda path: save_trained_weights(model, Path(path)))
+        atomic_save_pretrained(saved, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text)
+        return
     # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
     # network call at every save once the base is named by its Hub id) has nothing to find.
     save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
-    with shared_base_name(model, shareable_base(record["model"])):
+    with shared_base_name(model, shareable_base(record["model"])), exact_rank_pattern(model):
         atomic_save_pretrained(
             model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
         )
+
+
+def save_trained_weights(model: torch.nn.Module, directory: Path) -> Path:
+    """``directory/trained_weights.safetensors``: the tensors that train, by their names in the model."""
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in trained_weights(model).items()}
+    save_file(tensors, directory / TRAINED_WEIGHTS)
+    return directory / TRAINED_WEIGHTS
+
+
+@contextmanager
+def exact_rank_pattern(model: torch.nn.Module) -> Iterator[None]:
+    """While saving, widen AdaLoRA's rank pattern to every rank whose singular value is not zero.
+
+    peft saves an AdaLoRA adapter cut to ``config.rank_pattern``, the ranks of its last budget
+    allocation. Between allocations, and in a best checkpoint older than the last one, ranks outside
+    the pattern can hold non-zero values that the model used; cutting them would change its outputs.
+    Kept, the saved adapter computes what the trained one did (a pruned rank, E = 0, adds nothing).
+    """
+    configs = getattr(model, "peft_config", None) or {}
+    before = {name: c.rank_pattern for name, c in configs.items() if getattr(c, "rank_pattern", None)}
+    try:
+        for name, pattern in before.items():
+            configs[name].rank_pattern = _widened(model, name, pattern)
+        yield
+    finally:
+        for name, pattern in before.items():
+            configs[name].rank_pattern = pattern
+
+
+def _widened(model: torch.nn.Module, adapter: str, pattern: dict[str, Any]) -> dict[str, list[bool]]:
+    inner = model.get_base_model()
+    widened = {}
+    for key, keep in pattern.items():
+        keep = keep.view(-1).tolist() if isinstance(keep, torch.Tensor) else list(keep)
+        module = inner.get_submodule(key.split(".lora_E")[0])
+        nonzero = (module.lora_E[adapter].detach().view(-1) != 0).tolist()
+        widened[key] = [bool(k) or z for k, z in zip(keep, nonzero, strict=True)]
+    return widened
 
 
 def run_command() -> str | None:
