@@ -148,3 +148,29 @@ def test_a_run_with_no_room_for_the_schedule_is_refused(glue_fixtures, token_cac
             tmp_path,
             ["trainer.max_epochs=1", "method.peft_options.tinit=0.6", "method.peft_options.tfinal=0.5"],
         )
+
+
+def test_the_training_loss_holds_adaloras_orthogonality_term():
+    from glue_lora.training.regularizers import TrainingLoss
+    from tests.training.test_method_optimizers import tiny
+
+    _, model, _, _ = tiny(["method=adalora"])
+    model.eval()
+    batch = {"input_ids": torch.randint(5, 100, (2, 6)), "labels": torch.tensor([0, 1])}
+    config = model.peft_config["default"]
+    terms = []
+    for weight in (0.0, 0.5):
+        config.orth_reg_weight = weight
+        with torch.no_grad():
+            loss = TrainingLoss()(lambda b: model(**b), model.get_input_embeddings(), batch)["loss"]
+        terms.append(float(loss))
+    pairs = [(n, p.detach()) for n, p in model.named_parameters() if ".lora_A." in n or ".lora_B." in n]
+    by_hand = sum(
+        float(
+            torch.linalg.norm(
+                (p @ p.T if ".lora_A." in n else p.T @ p) - torch.eye(p.shape[0 if ".lora_A." in n else 1])
+            )
+        )
+        for n, p in pairs
+    ) / len(pairs)
+    assert terms[1] - terms[0] == pytest.approx(0.5 * by_hand, rel=1e-4)
