@@ -28,9 +28,11 @@ from glue_lora.settings.recipes import describe_recipe
 from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
+from glue_lora.training.optimizers import check_method_optimizer
 from glue_lora.training.param_groups import tier_table
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
+from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
@@ -85,6 +87,19 @@ def dry_run(
     return {"params": counts.as_dict()}
 
 
+def check_init_adapter(init_adapter: str | None, method: MethodSettings) -> None:
+    """``init_adapter`` loads an MNLI-trained LoRA adapter's A and B (and head): a start for plain LoRA
+    only. Other methods have other weights (DoRA's magnitudes, AdaLoRA's triplets, VeRA's vectors),
+    or train A and B differently (LoRA+, LoRA-FA), so starting them from it would not be the method."""
+    if not init_adapter or (method.name == "lora" and method.peft_type == "lora" and not method.peft_options):
+        return
+    raise ConfigError(
+        f"init_adapter={init_adapter} starts a run from an MNLI-trained LoRA adapter, which only plain "
+        f"LoRA (method=lora) can start from, but this run uses method={method.name}. Set "
+        "init_adapter=null (the MRPC, RTE and STS-B recipes set it), or train with method=lora."
+    )
+
+
 def progress_bar_enabled(setting: bool | str) -> bool:
     """``trainer.enable_progress_bar``: ``auto`` draws the bar only when stdout is a terminal.
 
@@ -113,6 +128,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
     lr_tiers = OmegaConf.to_container(cfg.lr_tiers, resolve=True) if cfg.get("lr_tiers") else None
     plan = plan_batches(data.batch_size, data.global_batch_size, trainer_settings(cfg.trainer))
+    check_method_optimizer(method, lr_tiers)
+    check_init_adapter(cfg.get("init_adapter"), method)
 
     def report(counts: ParamCounts, model: torch.nn.Module) -> None:
         report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr)
@@ -166,6 +183,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cfg.schedule,
         lr_tiers=lr_tiers,
         training_loss=TrainingLoss.from_config(cfg.get("regularizer"), spec.is_regression),
+        method=method,
+        lora=lora,
     )
 
     checkpoint, checkpoints = checkpoint_callbacks(
@@ -175,6 +194,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     meter = ThroughputMeter()
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if method.peft_type == "adalora":
+        from glue_lora.training.adalora import AdaLoraSchedule
+
+        extra_callbacks.append(AdaLoraSchedule())  # AdaLoRA's rank budget follows the run's steps
     group = run_group(spec.name, model_settings.name, method_label(method, lora))
     loggers = build_loggers(cfg.get("logger"), config, group, cfg.seed)
     trainer: L.Trainer = instantiate(

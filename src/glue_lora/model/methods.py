@@ -133,7 +133,13 @@ def apply_method(
     trains them in full.
     """
     if method.peft_type == "lora":
-        return apply_lora(model, lora.as_dict(), default_targets, trained_in_full, **method.peft_options)
+        wrapped = apply_lora(model, lora.as_dict(), default_targets, trained_in_full, **method.peft_options)
+        if method.optimizer == "lora_fa":
+            # LoRA-FA never trains A (its optimizer freezes it too): counted and saved as frozen.
+            for name, p in wrapped.named_parameters():
+                if ".lora_A." in name:
+                    p.requires_grad_(False)
+        return wrapped
     if method.trains == "adapter":
         from peft import get_peft_model
 

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from glue_lora.data.tasks import TaskSpec
+from glue_lora.settings.lora import LoraSettings
+from glue_lora.settings.method import LORA, MethodSettings
 from glue_lora.training.metrics import build_metrics, predictions_from_logits
-from glue_lora.training.param_groups import param_groups
+from glue_lora.training.optimizers import build_optimizer
 from glue_lora.training.regularizers import TrainingLoss
 
 # Log prefix per dev split; MNLI's mismatched dev is logged as val_mm/<metric>.
@@ -22,7 +24,12 @@ SPLIT_RESULT_KEY = {"dev": "dev", "dev_mm": "dev_mismatched"}
 
 
 class GlueLoRAModule(L.LightningModule):
-    """Trains ``model`` (a peft-wrapped or plain sequence classifier) on one task."""
+    """Trains ``model`` (a peft-wrapped or plain sequence classifier) on one task.
+
+    ``optimizer`` is the ``optimizer=`` group (a partial optimizer class); ``method`` and ``lora``
+    say whether it is used over our param groups or a method builds its own (LoRA+, LoRA-FA: see
+    ``training/optimizers.py``).
+    """
 
     def __init__(
         self,
@@ -32,6 +39,8 @@ class GlueLoRAModule(L.LightningModule):
         schedule: Mapping[str, Any],
         lr_tiers: Mapping[str, Any] | None = None,
         training_loss: TrainingLoss | None = None,
+        method: MethodSettings = LORA,
+        lora: LoraSettings | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -39,6 +48,8 @@ class GlueLoRAModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.schedule = dict(schedule)
         self.lr_tiers = lr_tiers
+        self.method = method
+        self.lora = lora
         self.training_loss = training_loss or TrainingLoss(regression=spec.is_regression)
         self.val_metrics = nn.ModuleList(build_metrics(spec) for _ in spec.eval_splits)
         self.history: list[dict[str, Any]] = []
@@ -97,13 +108,21 @@ class GlueLoRAModule(L.LightningModule):
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(param_groups(self.model, self.lr_tiers))
+        optimizer = build_optimizer(self.model, self.optimizer_factory, self.method, self.lora, self.lr_tiers)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = build_schedule(optimizer, self.schedule, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def checkpointed_names(self) -> set[str]:
+        """The state-dict keys a checkpoint keeps: the trained weights, and LoRA-FA's frozen A, which
+        is part of the adapter (a resumed run must not depend on drawing the same A again)."""
+        keep = {f"model.{n}" for n, _ in self.trainable_named_parameters()}
+        if self.method.optimizer == "lora_fa":
+            keep |= {f"model.{n}" for n, _ in self.model.named_parameters() if ".lora_A." in n}
+        return keep
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        trained = {f"model.{n}" for n, _ in self.trainable_named_parameters()}
+        trained = self.checkpointed_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
         checkpoint["history"] = self.history
 
