@@ -84,3 +84,18 @@ def test_every_method_reports_its_count_on_deberta_v3_base(capsys, method):
         assert params["trainable"] == head and first == "method head_only: 592,130 trainable parameters"
     else:
         assert 0 < params["trainable"] - head < 3_000_000, first
+
+
+def test_dotted_targets_adapt_the_block_outputs_and_not_the_pooler(capsys):
+    # tiny_deberta_v3: 2 layers of width 32, feed-forward 64, deberta_v3_base's targets. `output.dense`
+    # is the attention and feed-forward outputs: 2 x 8 x (4 x (32 + 32) + 2 x (32 + 64)); with the
+    # pooler's dense it would be 8 x (32 + 32) more.
+    params, first = dry_run(capsys, "tiny_deberta_v3", "method=lora", "lora=r8")
+    assert params["lora"] == 7_168 and first.startswith("method r8-a16: ")
+
+
+def test_a_dotted_target_that_matches_nothing_is_refused(capsys):
+    from glue_lora.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"lora.targets \['nothing.dense'\] not found"):
+        dry_run(capsys, "tiny_deberta_v3", "method=lora", "lora.targets=[query_proj,nothing.dense]")
