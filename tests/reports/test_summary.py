@@ -142,7 +142,7 @@ def test_summary_statistics_paper_difference_and_failures(tmp_path):
 
     mnli, mrpc = read_csv(sweep / SUMMARY_CSV)
     pct = 100 * np.array(scores)
-    assert mrpc["lora"] == "r8-a16" and mrpc["metric"] == "accuracy"
+    assert mrpc["method"] == "r8-a16" and mrpc["metric"] == "accuracy"
     assert (mrpc["n"], mrpc["failed"], mrpc["unfinished"]) == ("5", "1", "1")
     assert float(mrpc["median"]) == pytest.approx(np.median(pct), abs=1e-4)
     assert float(mrpc["mean"]) == pytest.approx(np.mean(pct), abs=1e-4)
@@ -159,7 +159,7 @@ def test_summary_statistics_paper_difference_and_failures(tmp_path):
 
     md = (sweep / SUMMARY_MD).read_text()
     assert "| mrpc | roberta_base | r8-a16 | 5 (1 failed) (1 unfinished) | accuracy | 84.0 |" in md
-    assert "89.7 | -5.7 |" in md
+    assert "89.7 [1] | -5.7 |" in md and "[1] Hu et al. (2022), LoRA, Table 2" in md
     assert "## Failed jobs" in md and "ValueError: CUDA out of memory." in md
     assert "Tried to allocate" not in md  # only the error's first line
     assert f"`{(sweep / '6').resolve()}`" in md.split("## Unfinished jobs")[1]
@@ -202,9 +202,9 @@ def test_report_command_writes_summary_and_plots(tmp_path, capsys):
     assert glue_lora_main(["report", str(sweep), "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     rows = read_csv(out / SUMMARY_CSV)
-    assert [r["lora"] for r in rows] == ["r1-a1", "r2-a2", "r4-a4", "r8-a8", "full"]
+    assert [r["method"] for r in rows] == ["r1-a1", "r2-a2", "r4-a4", "r8-a8", "full"]
     header = (out / SUMMARY_CSV).read_text().splitlines()[0].split(",")
-    assert header.count("lora") == 1  # the swept lora=... override is the lora column, not another
+    assert header.count("method") == 1 and "lora" not in header  # lora=... is the method column
     for name in ("curves.png", "params.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC

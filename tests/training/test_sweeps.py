@@ -49,7 +49,7 @@ def test_seed_sweep_summary_matches_numpy(seed_sweep):
     assert sorted(r["seed"] for r in results) == [0, 1, 2]
 
     ok = next(r for r in read_csv(sweep / SUMMARY_CSV) if r["data.batch_size"] == "8")
-    assert (ok["task"], ok["model"], ok["lora"], ok["n"], ok["failed"]) == (
+    assert (ok["task"], ok["model"], ok["method"], ok["n"], ok["failed"]) == (
         "stsb",
         "tiny_roberta",
         "r8-a16",

@@ -50,9 +50,14 @@ def _leaf_names(model: nn.Module, kind: type[nn.Module] = nn.Linear) -> set[str]
 
 
 def check_targets(model: nn.Module, targets: Sequence[str], layers: Sequence[int] | None) -> None:
-    """Fail with the available names when a target module or layer index does not exist."""
+    """Fail with the available names when a target module or layer index does not exist.
+
+    A target is a module's last name (``query``) or, as peft matches them, its dotted tail
+    (``output.dense``: the attention and feed-forward outputs, not the pooler's ``dense``).
+    """
     available = _leaf_names(model)
-    missing = [t for t in targets if t not in available]
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    missing = [t for t in targets if t not in available and not any(n.endswith(f".{t}") for n in linear)]
     if missing:
         raise ConfigError(
             f"lora.targets {missing} not found in {type(model).__name__}. Its linear modules are "

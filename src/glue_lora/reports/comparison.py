@@ -19,7 +19,7 @@ import numpy as np
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.runs import Run
 from glue_lora.reports.stats import Stats
-from glue_lora.settings.lora import lora_label
+from glue_lora.settings.method import run_label
 
 # Overrides that name a variant; a sweep that also varies anything else (a learning rate) has more
 # than one configuration per variant and task, which a median over seeds must not mix.
@@ -29,9 +29,10 @@ STACK_NAMES = {"ours": "glue-lora", "peer": "Trainer + peft"}
 
 
 def variant_name(results: dict[str, Any]) -> str:
-    """``glue-lora r8-a16``, ``glue-lora full``, ``Trainer + peft r8-a16``: stack, then LoRA setting."""
+    """``glue-lora r8-a16``, ``glue-lora full``, ``glue-lora vera``, ``Trainer + peft r8-a16``: stack,
+    then method (the LoRA setting for LoRA)."""
     stack = results.get("stack", "ours")
-    return f"{STACK_NAMES.get(stack, stack)} {lora_label(results.get('lora'))}"
+    return f"{STACK_NAMES.get(stack, stack)} {run_label(results)}"
 
 
 def run_score(results: dict[str, Any], protocol: str) -> float | None:

@@ -1,6 +1,6 @@
 """Every plot of the reports, in one module: ``glue-lora report``'s dev metric per epoch, score
 against trainable parameters and the variants' comparison, and ``glue-lora study``'s dev metric per
-epoch per LoRA setting.
+epoch per method (LoRA setting, DoRA, VeRA, BitFit, full fine-tuning ...).
 
 Plots are drawn with matplotlib's object-oriented API on the Agg canvas (no display needed) and stay
 readable in black and white: every configuration has its own line style and marker.
@@ -21,7 +21,8 @@ from glue_lora.reports.comparison import cells, comparable_runs, task_columns
 from glue_lora.reports.paper import paper_table
 from glue_lora.reports.runs import Run
 from glue_lora.reports.summary import Configuration
-from glue_lora.settings.lora import label_order, lora_label
+from glue_lora.settings.lora import label_order
+from glue_lora.settings.method import run_label
 
 CURVES_PNG = "curves.png"
 PARAMS_PNG = "params.png"
@@ -108,46 +109,57 @@ def plot_curves(configs: Sequence[Configuration], path: Path) -> Path | None:
 
 
 def _families(configs: Sequence[Configuration]) -> dict[tuple, list[Configuration]]:
-    """Configurations that differ only in their LoRA setting, where there are several of them."""
+    """Configurations that differ only in their method (or LoRA setting), where there are several."""
     families: dict[tuple, list[Configuration]] = {}
     for c in configs:
         if c.finished and c.trainable:
             families.setdefault((c.task, c.model, tuple(c.swept.items())), []).append(c)
-    return {k: v for k, v in families.items() if len({lora_label(c.lora) for c in v}) > 1}
+    return {k: v for k, v in families.items() if len({c.variant for c in v}) > 1}
+
+
+def _by_method(family: Sequence[Configuration]) -> dict[str, list[Configuration]]:
+    """The family's configurations by method name (``lora``, ``full``, ``dora``, ``vera`` ...), each
+    method's by trainable parameters: LoRA first, full fine-tuning next, the others by name."""
+    groups: dict[str, list[Configuration]] = defaultdict(list)
+    for c in family:
+        groups[c.run.method_name].append(c)
+    order = sorted(groups, key=lambda name: (name != "lora", name != "full", name))
+    return {name: sorted(groups[name], key=lambda c: c.trainable) for name in order}
 
 
 def plot_params(configs: Sequence[Configuration], path: Path) -> Path | None:
     """Final dev score (median over seeds, bars from min to max) against trainable parameters, on a log
-    axis, for every task and model where several LoRA ranks or full fine-tuning were run."""
+    axis, for every task and model where several methods, LoRA ranks or full fine-tuning were run: one
+    colour and marker per method, a line through each method's ranks."""
     families = _families(configs)
     if not families:
         return None
     fig, axes = _grid(len(families))
     for ax, ((task, model, swept), family) in zip(axes, families.items(), strict=True):
-        lora = sorted((c for c in family if c.lora is not None), key=lambda c: c.trainable)
-        full = [c for c in family if c.lora is None]
-        for group, style, marker, name in ((lora, "-", "o", "LoRA"), (full, "", "*", "full fine-tuning")):
-            if not group:
-                continue
+        groups = _by_method(family)
+        for i, (name, group) in enumerate(groups.items()):
             x = [c.trainable for c in group]
             stats = [c.stats()[c.metric] for c in group]
             y = np.array([s.median for s in stats])
             err = np.array([[s.median - s.min for s in stats], [s.max - s.median for s in stats]])
+            full = name == "full"
+            marker = "*" if full else MARKERS[i % len(MARKERS)]
             ax.errorbar(
                 x,
                 y,
                 yerr=err,
-                linestyle=style or "none",
+                linestyle="-" if len(group) > 1 else "none",
                 marker=marker,
                 markersize=9 if marker == "*" else 6,
-                color="black" if group is full else None,
+                color="black" if full else f"C{i}",
                 capsize=3,
-                label=name,
+                label="full fine-tuning" if full else name,
             )
             for c, xi, yi in zip(group, x, y, strict=True):
-                text = "full" if c.lora is None else f"r={c.lora.get('r')}"
+                rank = c.run.rank
+                text = c.variant if len(group) == 1 or rank is None else f"r={rank}"
                 ax.annotate(text, (xi, yi), textcoords="offset points", xytext=(4, 6), fontsize="small")
-        _plot_paper(ax, task, model)
+        _plot_paper(ax, task, model, list(groups))
         ax.set_xscale("log")
         ax.margins(x=0.12, y=0.1)
         suffix = " ".join(f"{k}={v}" for k, v in swept)
@@ -161,17 +173,23 @@ def plot_params(configs: Sequence[Configuration], path: Path) -> Path | None:
     return path
 
 
-def _plot_paper(ax, task: str, model: str) -> None:
-    """Table 2's LoRA and full fine-tuning scores for this task and model, as hollow markers."""
-    rows = paper_table()["table2"]
-    points = [(kind, rows.get(f"{model}_{kind}") or {}) for kind in ("lora", "full")]
-    points = [(kind, row["trainable"], row[task]) for kind, row in points if task in row]
+def _plot_paper(ax, task: str, model: str, methods: Sequence[str] = ("lora", "full")) -> None:
+    """The papers' scores for this task, model and these methods (paper.yaml's ``compare``), as hollow
+    markers at the parameter count the paper prints."""
+    tables = paper_table()
+    compare = tables["compare"].get(model) or {}
+    points = []
+    for name in methods:
+        if name in compare:
+            row = tables[compare[name]["table"]][compare[name]["row"]]
+            if task in row and row.get("trainable"):
+                points.append((name, row["trainable"], row[task]))
     if points:
         x, y = [p[1] for p in points], [p[2] for p in points]
         ax.plot(x, y, linestyle="none", marker="D", markerfacecolor="none", color="black", label="paper")
-        for kind, xi, yi in points:
+        for name, xi, yi in points:
             ax.annotate(
-                f"paper {kind}", (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize="small"
+                f"paper {name}", (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize="small"
             )
 
 
@@ -229,7 +247,7 @@ def plot_history(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
         for entry in r.get("history", []):
-            curves[lora_label(r.get("lora"))][int(entry["epoch"]) + 1].append(100 * entry["dev"][r["metric"]])
+            curves[run_label(r)][int(entry["epoch"]) + 1].append(100 * entry["dev"][r["metric"]])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "v", "D", "x", "*", "P"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from glue_lora.settings.method import run_label, run_method_name, run_rank
 from glue_lora.utils.artifacts import atomic_write_json
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, FAILED, RESULTS
 
@@ -31,6 +32,21 @@ class Run:
     overrides: dict[str, str]
     results: dict[str, Any] | None = None
     error: str | None = None
+    method: dict[str, Any] | None = None  # None: recorded before methods existed (LoRA, or full)
+
+    @property
+    def label(self) -> str:
+        """The method as summaries name it: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``, ``full``."""
+        return run_label({"method": self.method, "lora": self.lora})
+
+    @property
+    def method_name(self) -> str:
+        """``lora``, ``dora``, ``vera``, ``full`` ...: what the papers' rows are keyed by."""
+        return run_method_name({"method": self.method, "lora": self.lora})
+
+    @property
+    def rank(self) -> int | None:
+        return run_rank({"method": self.method, "lora": self.lora})
 
     @property
     def status(self) -> str:
@@ -90,6 +106,7 @@ def load_run(run_dir: Path) -> Run:
             results.get("seed"),
             overrides,
             results=results,
+            method=results.get("method"),
         )
     config = _read_config(run_dir)
     failed = run_dir / FAILED
@@ -102,6 +119,7 @@ def load_run(run_dir: Path) -> Run:
         config.get("seed", overrides.get("seed")),
         overrides,
         error=error,
+        method=config.get("method"),
     )
 
 

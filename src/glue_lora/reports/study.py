@@ -1,7 +1,8 @@
 """`glue-lora study <dir>...`: LoRA-vs-full-fine-tuning studies from the runs' results.json files.
 
-One row per variant (full fine-tuning, LoRA r=...): trainable parameters, best dev score, wall time,
-optimizer-state memory (measured from the optimizer after training) and peak memory; and one plot
+One row per variant (full fine-tuning, LoRA r=..., or another method: dora-r8-a16, vera, bitfit ...):
+trainable parameters, best dev score, wall time, optimizer-state memory (measured from the optimizer
+after training) and peak memory; and one plot
 of the primary dev metric per epoch with a line per variant. Seeds of one variant are averaged.
 """
 
@@ -18,7 +19,8 @@ from typing import Any
 
 from glue_lora.reports.plots import plot_history
 from glue_lora.reports.runs import find_runs
-from glue_lora.settings.lora import label_order, lora_label
+from glue_lora.settings.lora import label_order
+from glue_lora.settings.method import run_label
 from glue_lora.utils.memory import adamw_state_mb
 
 
@@ -36,8 +38,9 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 def variant(results: dict[str, Any]) -> str:
-    """The run's LoRA setting as the sweep summaries name it: ``r8-a16``, or ``full``."""
-    return lora_label(results.get("lora"))
+    """The run's method as the sweep summaries name it: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``,
+    ``bitfit``, ``full`` (results without ``method``: LoRA, or full where ``lora`` is null)."""
+    return run_label(results)
 
 
 def study_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

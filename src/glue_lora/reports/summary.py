@@ -1,8 +1,11 @@
 """Summaries of many runs: results.json of every job grouped by configuration, statistics over seeds,
-the paper's Table 2 beside them, failed jobs listed; written as summary.csv and summary.md.
+the papers' scores beside them (reports/paper.py), failed jobs listed; written as summary.csv and
+summary.md.
 
-A configuration is (task, model, LoRA setting) plus every other override that differs between the
-runs read (learning rate, max length, ...); the seed is what varies inside one configuration.
+A configuration is (task, model, method) plus every other override that differs between the runs
+read (learning rate, max length, ...); the seed is what varies inside one configuration. The method
+is named as ``method_label`` names it: ``r8-a16`` for LoRA, ``dora-r8-a16``, ``vera``, ``bitfit``,
+``full``; runs recorded before methods existed are LoRA (or full fine-tuning where ``lora`` is null).
 """
 
 from __future__ import annotations
@@ -20,17 +23,16 @@ import numpy as np
 
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.comparison import comparable_runs, comparison_markdown
-from glue_lora.reports.paper import paper_score
+from glue_lora.reports.paper import PaperScore, paper_row, paper_source
 from glue_lora.reports.runs import Run, find_runs
 from glue_lora.reports.stats import Stats
-from glue_lora.settings.lora import lora_label
 from glue_lora.utils.artifacts import atomic_open
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 STATS = ("median", "mean", "std", "min", "max")
 # Overrides that do not tell configurations apart: the seed varies inside one; task, model and the
-# LoRA setting have their own columns; the rest only moves files or changes what is printed.
+# method (with its LoRA setting) have their own column; the rest only moves files or changes what is printed.
 NOT_CONFIGURATION = (
     "seed",
     "task",
@@ -38,6 +40,7 @@ NOT_CONFIGURATION = (
     "lora",
     "lora.r",
     "lora.alpha",
+    "method",
     "experiment",
     "logger",
     "resume",  # a resumed sweep's jobs differ from its first attempt's only in this
@@ -55,11 +58,21 @@ class Configuration:
     lora: dict[str, Any] | None
     swept: dict[str, str]
     runs: list[Run] = field(default_factory=list)
+    method: dict[str, Any] | None = None  # as the runs recorded it; None: LoRA, or full (lora null)
+
+    @property
+    def run(self) -> Run:
+        """A run standing for the configuration's method (its finished one, where there is one)."""
+        return (self.finished or self.runs)[0]
+
+    @property
+    def variant(self) -> str:
+        """The method: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``, ``bitfit``, ``full``."""
+        return self.run.label
 
     @property
     def label(self) -> str:
-        parts = [self.model, lora_label(self.lora), *(f"{k}={v}" for k, v in self.swept.items())]
-        return " ".join(parts)
+        return " ".join([self.model, self.variant, *(f"{k}={v}" for k, v in self.swept.items())])
 
     @property
     def finished(self) -> list[Run]:
@@ -92,7 +105,13 @@ class Configuration:
 
     @property
     def paper(self) -> float | None:
-        return paper_score(self.task, self.model, self.lora)
+        """The paper's score for this task, model and method (at the paper's rank), where one exists."""
+        return self.paper_row.score if self.paper_row else None
+
+    @property
+    def paper_row(self) -> PaperScore | None:
+        run = self.run
+        return paper_row(self.task, self.model, self.lora, method=run.method_name, rank=run.rank)
 
     @property
     def trainable(self) -> int | None:
@@ -126,16 +145,20 @@ def group_runs(runs: Sequence[Run]) -> list[Configuration]:
     groups: dict[tuple, Configuration] = {}
     for run in runs:
         values = {k: run.overrides.get(k, "") for k in swept}
-        # By label (rank, alpha): a failed job's config has no resolved targets, results.json does.
-        key = (run.task, run.model, lora_label(run.lora), tuple(values.items()))
-        groups.setdefault(key, Configuration(run.task, run.model, run.lora, values)).runs.append(run)
+        # By label (method, rank, alpha): a failed job's config has no resolved targets, results.json does.
+        key = (run.task, run.model, run.label, tuple(values.items()))
+        config = Configuration(run.task, run.model, run.lora, values, method=run.method)
+        groups.setdefault(key, config).runs.append(run)
     for config in groups.values():
         config.runs.sort(key=lambda r: (str(r.seed), str(r.path)))
 
     def order(c: Configuration) -> tuple:
-        rank = math.inf if c.lora is None else float(c.lora.get("r") or 0)
+        # LoRA by rank, then full fine-tuning (as before methods existed), then the other methods.
+        name = c.run.method_name
+        kind = 0 if name == "lora" else 1 if name == "full" else 2
+        rank = float(c.lora.get("r") or 0) if kind == 0 and c.lora else 0.0
         swept = tuple(_natural(v) for v in c.swept.values())
-        return (_task_order(c.task), c.task, c.model, rank, lora_label(c.lora), swept)
+        return (_task_order(c.task), c.task, c.model, kind, rank, c.variant, swept)
 
     return sorted(groups.values(), key=order)
 
@@ -155,7 +178,7 @@ def summary_csv(configs: Sequence[Configuration]) -> str:
     header = [
         "task",
         "model",
-        "lora",
+        "method",
         *swept,
         "n",
         "failed",
@@ -163,6 +186,7 @@ def summary_csv(configs: Sequence[Configuration]) -> str:
         "metric",
         *STATS,
         "paper",
+        "paper_source",
         "diff",
         "trainable",
         *(f"{m}_{s}" for m in others for s in STATS),
@@ -176,10 +200,11 @@ def summary_csv(configs: Sequence[Configuration]) -> str:
         primary = stats.get(c.metric)
         paper = c.paper
         diff = primary.median - paper if primary and paper is not None else None
-        row = [c.task, c.model, lora_label(c.lora), *(c.swept.get(k, "") for k in swept)]
+        row = [c.task, c.model, c.variant, *(c.swept.get(k, "") for k in swept)]
         row += [len(c.finished), len(c.failed), len(c.unfinished), c.metric or ""]
         row += [_fmt(getattr(primary, s)) if primary else "" for s in STATS]
-        row += [_fmt(paper, 1), _fmt(diff), c.trainable if c.trainable is not None else ""]
+        source = c.paper_row.source if paper is not None else ""
+        row += [_fmt(paper, 2), source, _fmt(diff), c.trainable if c.trainable is not None else ""]
         for m in others:
             row += [_fmt(getattr(stats[m], s)) if m in stats else "" for s in STATS]
         row.append(_error_lines(c))
@@ -191,13 +216,16 @@ def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summa
     """A readable table of the same figures (one decimal, as in the paper), the variants side by side
     where the runs hold several (reports/comparison.py), then failed jobs."""
     swept = list(dict.fromkeys(k for c in configs for k in c.swept))
-    head = ["task", "model", "lora", *swept, "n", "metric", "median", "mean ± std", "min – max"]
-    head += ["paper", "Δ", "other dev metrics (median)"]
+    head = ["task", "model", "method", *swept, "n", "metric", "median", "trainable", "mean ± std"]
+    head += ["min – max", "paper", "Δ", "other dev metrics (median)"]
+    sources = list(dict.fromkeys(c.paper_row.source for c in configs if c.paper_row is not None))
+    cited = "; ".join(f"[{i + 1}] {paper_source(k)}" for i, k in enumerate(sources))
     lines = [
         f"# {title}",
         "",
-        "Dev-set scores in percent over seeds (std: sample standard deviation). paper: Table 2 of "
-        "Hu et al. (2022), median over 5 seeds, where it reports this task, model and LoRA rank.",
+        "Dev-set scores in percent over seeds (std: sample standard deviation); trainable: parameters "
+        "trained (adapter and head). paper: the score a paper reports for this task, model and method "
+        "at the paper's rank, where one does" + (f" ({cited})." if cited else "."),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
@@ -208,14 +236,16 @@ def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summa
         paper = c.paper
         n = f"{len(c.finished)}" + (f" ({len(c.failed)} failed)" if c.failed else "")
         n += f" ({len(c.unfinished)} unfinished)" if c.unfinished else ""
-        cells = [c.task, c.model, lora_label(c.lora), *(c.swept.get(k, "") for k in swept), n]
+        cells = [c.task, c.model, c.variant, *(c.swept.get(k, "") for k in swept), n]
         cells.append(c.metric or "")
+        trainable = f"{c.trainable:,}" if c.trainable is not None else ""
         if p:
             spread = f"{p.mean:.1f} ± {p.std:.1f}" if p.n > 1 else f"{p.mean:.1f}"
-            cells += [f"{p.median:.1f}", spread, f"{p.min:.1f} – {p.max:.1f}"]
+            cells += [f"{p.median:.1f}", trainable, spread, f"{p.min:.1f} – {p.max:.1f}"]
         else:
-            cells += ["", "", ""]
-        cells.append(_fmt(paper, 1))
+            cells += ["", trainable, "", ""]
+        ref = f" [{sources.index(c.paper_row.source) + 1}]" if paper is not None else ""
+        cells.append(_fmt(paper, 2 if paper is not None and round(paper, 1) != paper else 1) + ref)
         cells.append(f"{p.median - paper:+.1f}" if p and paper is not None else "")
         cells.append(", ".join(f"{m} {s.median:.1f}" for m, s in list(stats.items())[1:]))
         lines.append("| " + " | ".join(cells) + " |")

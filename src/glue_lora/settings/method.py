@@ -113,3 +113,50 @@ def method_settings(method_node: Any, lora_node: Any) -> MethodSettings:
             "lora=none. Drop lora=none (or pick lora=r8|r16), or use method=full for full fine-tuning."
         )
     return method
+
+
+def label_of(method: MethodSettings, lora: Mapping[str, Any] | None) -> str:
+    """Short name of a run's method: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``, ``bitfit``, ``full``."""
+    from glue_lora.settings.lora import lora_label
+
+    if method.is_full:
+        return "full"
+    if method.peft_type == "lora" and method.name == "lora":
+        return lora_label(lora)
+    if method.uses_lora_group and lora is not None:
+        return f"{method.name}-{lora_label(lora)}"
+    return method.name
+
+
+def recorded_method(method_node: Any, lora_node: Any) -> MethodSettings:
+    """The method a run recorded (results.json's ``method``, or its saved config's), as settings.
+
+    Old results have no ``method``: LoRA, or full fine-tuning where ``lora`` is null. A record that no
+    longer passes the checks keeps its name (a report reads what was run, it does not refuse it).
+    """
+    try:
+        return method_settings(method_node, lora_node)
+    except ConfigError:
+        name = (method_node or {}).get("name") if isinstance(method_node, Mapping) else None
+        return MethodSettings(name=str(name or "?"), trains="adapter", peft_type="unknown")
+
+
+def run_label(record: Mapping[str, Any]) -> str:
+    """The method label of a run from its results.json (or saved config): its ``method`` and ``lora``."""
+    method = recorded_method(record.get("method"), record.get("lora"))
+    return label_of(method, record.get("lora") if method.uses_lora_group else None)
+
+
+def run_method_name(record: Mapping[str, Any]) -> str:
+    """The method's name alone (``lora``, ``dora``, ``vera``, ``full``): what papers' rows are keyed by."""
+    method = recorded_method(record.get("method"), record.get("lora"))
+    return "full" if method.is_full else method.name
+
+
+def run_rank(record: Mapping[str, Any]) -> int | None:
+    """The rank a run used: the lora group's for LoRA-family methods, ``peft_options.r`` for VeRA."""
+    method = recorded_method(record.get("method"), record.get("lora"))
+    lora = record.get("lora")
+    if method.uses_lora_group and isinstance(lora, Mapping):
+        return lora.get("r")
+    return method.peft_options.get("r")

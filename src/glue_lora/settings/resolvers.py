@@ -13,6 +13,26 @@ def lora_or_full(lora_value: Any, full_value: Any, *, _root_: DictConfig) -> Any
     return full_value if _root_.get("lora") is None else lora_value
 
 
+def by_method(values: Any, *, _root_: DictConfig) -> Any:
+    """``${by_method:${method_lr}}``: the entry of a ``{method name: value}`` table for the run's method
+    (``method.name``; ``full`` for ``lora=none`` with the LoRA method). An experiment that compares
+    methods uses it where they need different values, e.g. each method's learning rate."""
+    method = _root_.get("method")
+    name = method.get("name") if method is not None else "lora"
+    if name == "lora" and _root_.get("lora") is None:
+        name = "full"
+    if name not in values:
+        from glue_lora.utils.errors import ConfigError
+
+        raise ConfigError(
+            f"by_method: no value for method={name} in {sorted(values)}: add a {name}: entry to the "
+            "table the config passes to ${by_method:...}."
+        )
+    return values[name]
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("lora_or_full"):
         OmegaConf.register_new_resolver("lora_or_full", lora_or_full)
+    if not OmegaConf.has_resolver("by_method"):
+        OmegaConf.register_new_resolver("by_method", by_method)
