@@ -129,7 +129,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     lr_tiers = OmegaConf.to_container(cfg.lr_tiers, resolve=True) if cfg.get("lr_tiers") else None
     plan = plan_batches(data.batch_size, data.global_batch_size, trainer_settings(cfg.trainer))
     check_method_optimizer(method, lr_tiers)
-    check_init_adapter(cfg.get("init_adapter"), method)
 
     def report(counts: ParamCounts, model: torch.nn.Module) -> None:
         report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr)
@@ -137,6 +136,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("dry_run"):
         return dry_run(model_settings, method, lora, spec, data.max_length, report)
     # fails here, before any work, when the adapter is missing
+    check_init_adapter(cfg.get("init_adapter"), method)
     init = prepare_init_adapter(
         cfg.get("init_adapter"), model=model_settings.name, task=spec.name, lora=lora, recipe=cfg.recipe
     )

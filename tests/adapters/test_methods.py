@@ -22,7 +22,7 @@ from tests.helpers.runs import TINY, compose_eval, compose_train
 SMALL = {
     "vera": ["method.peft_options.r=16"],
     "fourierft": ["method.peft_options.n_frequency=64"],
-    "adalora": ["method.peft_options.init_r=4"],
+    "adalora": ["method.peft_options.init_r=4", "lora.r=2"],
 }
 EVALUATED = ["lora", "dora", "pissa", "olora", "adalora", "vera", "ia3", "fourierft", "bitfit", "head_only"]
 

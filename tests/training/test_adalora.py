@@ -174,3 +174,11 @@ def test_the_training_loss_holds_adaloras_orthogonality_term():
         for n, p in pairs
     ) / len(pairs)
     assert terms[1] - terms[0] == pytest.approx(0.5 * by_hand, rel=1e-4)
+
+
+def test_a_target_rank_not_below_init_r_is_refused_in_one_paragraph(tmp_path):
+    from glue_lora.train import run
+
+    cfg = compose_train(["model=tiny_roberta", "method=adalora", "lora.r=12", "dry_run=true"], tmp_path)
+    with pytest.raises(ConfigError, match=r"lora.r must be below init_r"):
+        run(cfg)

@@ -39,6 +39,12 @@ def _adalora(method: MethodSettings, lora: LoraSettings, targets: Sequence[str],
     from peft import AdaLoraConfig, TaskType
 
     options = {"init_r": 12, "tinit": 0.1, "tfinal": 0.2, "deltaT": 10, **method.peft_options}
+    if not lora.r < options["init_r"]:
+        raise ConfigError(
+            f"method=adalora prunes each module from init_r={options['init_r']} ranks down to lora.r="
+            f"{lora.r} on average, so lora.r must be below init_r. Lower lora.r (e.g. lora.r=8 with "
+            "init_r=12, AdaLoRA's GLUE setting) or raise method.peft_options.init_r."
+        )
     return AdaLoraConfig(
         task_type=TaskType.SEQ_CLS,
         target_r=lora.r,
