@@ -167,9 +167,9 @@ def test_a_predictor_serves_lora_family_adapters_and_refuses_others(tmp_path):
         method: make_adapter(tmp_path / method, "rte", overrides=[f"method={method}", *SMALL.get(method, [])])
         for method in ("rslora", "dora", "vera")
     }
-    predictor = Predictor(None, adapters={"a": runs["rslora"], "b": runs["dora"]}, device="cpu")
+    predictor = Predictor(None, adapters={"first": runs["rslora"], "second": runs["dora"]}, device="cpu")
     pairs = [("a good film", "the film is good"), ("dark story", "happy story")]
-    for name, method in (("a", "rslora"), ("b", "dora")):
+    for name, method in (("first", "rslora"), ("second", "dora")):
         model, tokenizer, _ = load_model(runs[method])
         batch = tokenizer(
             *map(list, zip(*pairs, strict=True)), truncation=True, padding=True, return_tensors="pt"
@@ -177,7 +177,7 @@ def test_a_predictor_serves_lora_family_adapters_and_refuses_others(tmp_path):
         with torch.inference_mode():
             assert torch.allclose(predictor.logits(name, pairs), model(**batch).logits, atol=1e-5)
     with pytest.raises(ConfigError, match=r"method=vera.*LoRA, rsLoRA, DoRA"):
-        Predictor(None, adapters={"a": runs["rslora"], "v": runs["vera"]}, device="cpu")
+        Predictor(None, adapters={"first": runs["rslora"], "third": runs["vera"]}, device="cpu")
 
 
 def test_init_adapter_refuses_an_adapter_of_another_method(tmp_path):

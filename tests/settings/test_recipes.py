@@ -65,14 +65,14 @@ def test_every_recipe_matches_the_reference(model, reference, tmp_path):
 def test_every_recipe_file_is_a_known_pair():
     files = {f"{p.parent.name}/{p.stem}" for p in (ROOT / "conf" / "recipe").glob("*/*.yaml")}
     # The paper's 24 pairs, and the embedded default's own recipes (make train; experiment=glue_minilm).
-    embedded = {"minilm/sst2", "minilm/cola", "minilm/stsb"}
+    embedded = {"minilm/sst2", "minilm/mrpc", "minilm/cola", "minilm/stsb"}
     assert files == {f"{m}/{t}" for m in MODELS for t in TASKS} | embedded
 
 
 def test_full_fine_tuning_picks_the_recipes_own_values():
     lora = compose_train(["task=cola"])
     assert (lora.optimizer.lr, lora.trainer.max_epochs) == (1e-3, 5)
-    for choice in (["lora=none"], ["variant=full"]):
+    for choice in (["lora=none"], ["variant=full"], ["method=full"]):
         full = compose_train(["task=cola", *choice])
         assert full.lora is None and (full.optimizer.lr, full.trainer.max_epochs) == (1e-4, 3), choice
     assert compose_train(["task=cola", "lora=none", "optimizer.lr=3e-5"]).optimizer.lr == 3e-5
