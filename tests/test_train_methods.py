@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from glue_lora.adapters.init_adapter import check_init_adapter
 from glue_lora.settings.method import LORA, method_settings
-from glue_lora.train import check_init_adapter, run
+from glue_lora.train import run
 from glue_lora.utils.errors import ConfigError
 from tests.helpers.runs import compose_train
 

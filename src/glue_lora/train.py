@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.adapters.init_adapter import load_init_adapter, prepare_init_adapter
+from glue_lora.adapters.init_adapter import check_init_adapter, load_init_adapter, prepare_init_adapter
 from glue_lora.adapters.record import adapter_record
 from glue_lora.adapters.save import save_adapter
 from glue_lora.data.source import check_data_source
@@ -32,7 +32,6 @@ from glue_lora.training.optimizers import check_method_optimizer
 from glue_lora.training.param_groups import tier_table
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
-from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
@@ -85,19 +84,6 @@ def dry_run(
     counts = count_parameters(model, model_settings.trained_in_full)
     report(counts, model)
     return {"params": counts.as_dict()}
-
-
-def check_init_adapter(init_adapter: str | None, method: MethodSettings) -> None:
-    """``init_adapter`` loads an MNLI-trained LoRA adapter's A and B (and head): a start for plain LoRA
-    only. Other methods have other weights (DoRA's magnitudes, AdaLoRA's triplets, VeRA's vectors),
-    or train A and B differently (LoRA+, LoRA-FA), so starting them from it would not be the method."""
-    if not init_adapter or (method.name == "lora" and method.peft_type == "lora" and not method.peft_options):
-        return
-    raise ConfigError(
-        f"init_adapter={init_adapter} starts a run from an MNLI-trained LoRA adapter, which only plain "
-        f"LoRA (method=lora) can start from, but this run uses method={method.name}. Set "
-        "init_adapter=null (the MRPC, RTE and STS-B recipes set it), or train with method=lora."
-    )
 
 
 def progress_bar_enabled(setting: bool | str) -> bool:

@@ -49,6 +49,19 @@ def _how_to_get_one(model: str, path: str) -> str:
     )
 
 
+def check_init_adapter(init_adapter: str | None, method: MethodSettings) -> None:
+    """``init_adapter`` loads an MNLI-trained LoRA adapter's A and B (and head): a start for plain LoRA
+    only. Other methods have other weights (DoRA's magnitudes, AdaLoRA's triplets, VeRA's vectors),
+    or train A and B differently (LoRA+, LoRA-FA), so starting them from it would not be the method."""
+    if not init_adapter or (method.name == "lora" and method.peft_type == "lora" and not method.peft_options):
+        return
+    raise ConfigError(
+        f"init_adapter={init_adapter} starts a run from an MNLI-trained LoRA adapter, which only plain "
+        f"LoRA (method=lora) can start from, but this run uses method={method.name}. Set "
+        "init_adapter=null (the MRPC, RTE and STS-B recipes set it), or train with method=lora."
+    )
+
+
 def prepare_init_adapter(
     path: str | None, *, model: str, task: str, lora: LoraSettings | None, recipe: str | None = None
 ) -> InitAdapter | None:
