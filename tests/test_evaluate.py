@@ -14,7 +14,7 @@ from glue_lora.evaluate import run as evaluate
 from glue_lora.train import run as train
 from glue_lora.utils.errors import ConfigError, DataError
 from tests.helpers.adapters import make_adapter
-from tests.helpers.runs import TINY, compose_eval, compose_train, run_cli
+from tests.helpers.runs import TINY, compose_eval, compose_tiny_eval, compose_train, run_cli
 
 
 def trained(task: str, tmp_path: Path, glue_dir: Path, cache: Path, rows: list[str] = ()) -> dict:
@@ -25,17 +25,7 @@ def trained(task: str, tmp_path: Path, glue_dir: Path, cache: Path, rows: list[s
 @pytest.mark.parametrize("task", ["stsb", "mnli"])
 def test_eval_reproduces_the_training_runs_dev_metrics_exactly(task, glue_fixtures, token_cache, tmp_path):
     results = trained(task, tmp_path, glue_fixtures, token_cache)
-    cfg = compose_eval(
-        [
-            f"adapter={tmp_path / 'run'}",
-            f"paths.glue_dir={glue_fixtures}",
-            f"data.cache_dir={token_cache}",
-            "data.max_eval_rows=24",  # as TINY trained with
-            "trainer.enable_progress_bar=false",
-        ],
-        tmp_path / "eval",
-    )
-    evaluated = evaluate(cfg)
+    evaluated = evaluate(compose_tiny_eval(tmp_path / "run", glue_fixtures, token_cache, tmp_path / "eval"))
     assert evaluated["dev"] == results["dev"]  # exact, not approximate
     assert evaluated["score"] == results["score"]
     if task == "mnli":

@@ -251,7 +251,7 @@ def test_reference_procedure_batches_in_random_order_padded_to_max_length(glue_f
 
 def test_eval_reproduces_a_bf16_run_with_its_own_batch_size(glue_fixtures, token_cache, tmp_path):
     from glue_lora.evaluate import run as evaluate
-    from tests.helpers.runs import compose_eval
+    from tests.helpers.runs import compose_tiny_eval
 
     cfg = compose_tiny_run(
         glue_fixtures,
@@ -260,18 +260,7 @@ def test_eval_reproduces_a_bf16_run_with_its_own_batch_size(glue_fixtures, token
         ["task=stsb", "trainer.precision=bf16-mixed", "data.eval_batch_size=5", "trainer.max_epochs=1"],
     )
     results = train(cfg)
-    evaluated = evaluate(
-        compose_eval(
-            [
-                f"adapter={tmp_path / 'run'}",
-                f"paths.glue_dir={glue_fixtures}",
-                f"data.cache_dir={token_cache}",
-                "data.max_eval_rows=24",
-                "trainer.enable_progress_bar=false",
-            ],
-            tmp_path / "eval",
-        )
-    )
+    evaluated = evaluate(compose_tiny_eval(tmp_path / "run", glue_fixtures, token_cache, tmp_path / "eval"))
     assert evaluated["evaluation"] == {"precision": "bf16-mixed", "batch_size": 5, "padding": "longest"}
     assert evaluated["dev"] == results["dev"]  # bit for bit
 

@@ -19,10 +19,9 @@ from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.model.backbone import build_tokenizer, check_max_length, check_vocabulary
 from glue_lora.model.build import build_model
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
-from glue_lora.model.methods import method_label
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
-from glue_lora.settings.method import MethodSettings, method_settings
+from glue_lora.settings.method import MethodSettings, method_label, method_settings
 from glue_lora.settings.model import ModelSettings
 from glue_lora.settings.recipes import describe_recipe
 from glue_lora.settings.run import ResumeSettings

@@ -16,7 +16,7 @@ from glue_lora.train import run as train
 from glue_lora.utils.artifacts import dir_size_mb
 from glue_lora.utils.errors import ConfigError
 from tests.helpers.adapters import make_adapter, tokens
-from tests.helpers.runs import TINY, compose_eval, compose_train
+from tests.helpers.runs import TINY, compose_tiny_eval, compose_train
 
 # Small enough for the tiny RoBERTa (hidden size 32): VeRA's rank, FourierFT's frequencies.
 SMALL = {
@@ -45,16 +45,7 @@ def test_eval_of_a_saved_run_reproduces_its_dev_metrics(method, glue_fixtures, t
     results = _train(method, tmp_path, glue_fixtures, token_cache)
     assert read_adapter(tmp_path / "run").method.name == method
     assert results["method"]["name"] == method
-    cfg = compose_eval(
-        [
-            f"adapter={tmp_path / 'run'}",
-            f"paths.glue_dir={glue_fixtures}",
-            f"data.cache_dir={token_cache}",
-            "data.max_eval_rows=24",
-            "trainer.enable_progress_bar=false",
-        ],
-        tmp_path / "eval",
-    )
+    cfg = compose_tiny_eval(tmp_path / "run", glue_fixtures, token_cache, tmp_path / "eval")
     assert evaluate(cfg)["dev"] == results["dev"]  # exact
 
 

@@ -53,6 +53,18 @@ def compose_eval(overrides: list[str], output_dir: Path):
     return cfg
 
 
+def compose_tiny_eval(run_dir: Path, glue_dir: Path, cache_dir: Path, output_dir: Path) -> DictConfig:
+    """eval.py of a ``TINY`` run on the fixture GLUE files: the dev rows it trained with."""
+    overrides = [
+        f"adapter={run_dir}",
+        f"paths.glue_dir={glue_dir}",
+        f"data.cache_dir={cache_dir}",
+        "data.max_eval_rows=24",  # as TINY trained with
+        "trainer.enable_progress_bar=false",
+    ]
+    return compose_eval(overrides, output_dir)
+
+
 def run_cli(script: str, args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 600):
     """Run `python <script> <args>` as a user would; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

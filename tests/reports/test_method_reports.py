@@ -10,12 +10,13 @@ import pytest
 import yaml
 
 from glue_lora.reports.comparison import variant_name
-from glue_lora.reports.paper import paper_row, paper_score, paper_table
+from glue_lora.reports.paper import paper_row, paper_table
 from glue_lora.reports.plots import _by_method, _families, plot_params
 from glue_lora.reports.runs import find_runs, write_failure
 from glue_lora.reports.study import study_rows, variant
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, group_runs, summarise
 from glue_lora.settings.method import MethodSettings, run_label, run_method_name, run_rank
+from tests.helpers.paper import paper_score
 from tests.reports.test_summary import PNG_MAGIC, R8, read_csv, write_run
 
 METHODS = {

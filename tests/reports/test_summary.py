@@ -14,10 +14,11 @@ from PIL import Image
 
 from glue_lora.commands import main as glue_lora_main
 from glue_lora.data.tasks import TASKS
-from glue_lora.reports.paper import paper_score, paper_table
+from glue_lora.reports.paper import paper_table
 from glue_lora.reports.runs import find_runs, write_failure
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, group_runs, summarise
 from glue_lora.settings.lora import lora_label
+from tests.helpers.paper import paper_score
 from tests.helpers.runs import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
-from glue_lora.model.methods import method_label
 from glue_lora.settings.lora import lora_settings
-from glue_lora.settings.method import FULL, LORA
+from glue_lora.settings.method import FULL, LORA, method_label
 from glue_lora.train import run
 from glue_lora.training.loggers import run_group
 from tests.helpers.runs import TINY, compose_train

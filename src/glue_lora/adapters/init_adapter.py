@@ -21,7 +21,7 @@ from glue_lora.adapters.loading import head_module_of, load_weights
 from glue_lora.adapters.record import PEFT_PREFIX, AdapterInfo, read_adapter
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.settings.lora import LoraSettings
-from glue_lora.settings.method import MethodSettings
+from glue_lora.settings.method import LORA, MethodSettings
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def check_init_adapter(init_adapter: str | None, method: MethodSettings) -> None
     """``init_adapter`` loads an MNLI-trained LoRA adapter's A and B (and head): a start for plain LoRA
     only. Other methods have other weights (DoRA's magnitudes, AdaLoRA's triplets, VeRA's vectors),
     or train A and B differently (LoRA+, LoRA-FA), so starting them from it would not be the method."""
-    if not init_adapter or (method.name == "lora" and method.peft_type == "lora" and not method.peft_options):
+    if not init_adapter or method == LORA:
         return
     raise ConfigError(
         f"init_adapter={init_adapter} starts a run from an MNLI-trained LoRA adapter, which only plain "

@@ -16,7 +16,7 @@ from torch import nn
 from glue_lora.model.layers import LAYERS_PATTERN
 from glue_lora.model.lora import apply_lora, check_targets, lora_peft_config, train_in_fp32
 from glue_lora.settings.lora import LoraSettings
-from glue_lora.settings.method import MethodSettings, label_of
+from glue_lora.settings.method import MethodSettings
 from glue_lora.utils.errors import ConfigError
 
 # AdaLoRA's schedule needs the run's number of optimizer steps, which is known only once the trainer
@@ -162,8 +162,3 @@ def apply_method(
 def trained_weights(model: nn.Module) -> Mapping[str, torch.Tensor]:
     """The tensors a weight-subset method (BitFit, head only) trained: what its adapter saves."""
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def method_label(method: MethodSettings, lora: LoraSettings | None) -> str:
-    """Short name of a run's method: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``, ``bitfit``, ``full``."""
-    return label_of(method, lora.as_dict() if lora is not None else None)

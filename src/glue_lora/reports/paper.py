@@ -57,15 +57,3 @@ def paper_row(
     if value is None:
         return None
     return PaperScore(float(value), entry["table"], row.get("trainable"))
-
-
-def paper_score(
-    task: str,
-    model: str,
-    lora: dict[str, Any] | None,
-    method: str | None = None,
-    rank: int | None = None,
-) -> float | None:
-    """:func:`paper_row`'s score alone."""
-    row = paper_row(task, model, lora, method, rank)
-    return row.score if row is not None else None

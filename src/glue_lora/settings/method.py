@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from glue_lora.settings.lora import LoraSettings, lora_label
 from glue_lora.utils.errors import ConfigError
 
 # How the weights are trained: a peft adapter, a chosen subset of the model's own weights, or all.
@@ -115,10 +116,12 @@ def method_settings(method_node: Any, lora_node: Any) -> MethodSettings:
     return method
 
 
-def label_of(method: MethodSettings, lora: Mapping[str, Any] | None) -> str:
-    """Short name of a run's method: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``, ``bitfit``, ``full``."""
-    from glue_lora.settings.lora import lora_label
+def method_label(method: MethodSettings, lora: LoraSettings | Mapping[str, Any] | None) -> str:
+    """Short name of a run's method: ``r8-a16`` (LoRA), ``dora-r8-a16``, ``vera``, ``bitfit``, ``full``.
 
+    ``lora``: the run's settings, or the ``lora`` dict a results.json recorded."""
+    if isinstance(lora, LoraSettings):
+        lora = lora.as_dict()
     if method.is_full:
         return "full"
     if method.peft_type == "lora" and method.name == "lora":
@@ -144,7 +147,7 @@ def recorded_method(method_node: Any, lora_node: Any) -> MethodSettings:
 def run_label(record: Mapping[str, Any]) -> str:
     """The method label of a run from its results.json (or saved config): its ``method`` and ``lora``."""
     method = recorded_method(record.get("method"), record.get("lora"))
-    return label_of(method, record.get("lora") if method.uses_lora_group else None)
+    return method_label(method, record.get("lora") if method.uses_lora_group else None)
 
 
 def run_method_name(record: Mapping[str, Any]) -> str:

@@ -17,13 +17,11 @@ def by_method(values: Any, *, _root_: DictConfig) -> Any:
     """``${by_method:${method_lr}}``: the entry of a ``{method name: value}`` table for the run's method
     (``method.name``; ``full`` for ``lora=none`` with the LoRA method). An experiment that compares
     methods uses it where they need different values, e.g. each method's learning rate."""
-    method = _root_.get("method")
-    name = method.get("name") if method is not None else "lora"
-    if name == "lora" and _root_.get("lora") is None:
-        name = "full"
-    if name not in values:
-        from glue_lora.utils.errors import ConfigError
+    from glue_lora.settings.method import method_settings
+    from glue_lora.utils.errors import ConfigError
 
+    name = method_settings(_root_.get("method"), _root_.get("lora")).name
+    if name not in values:
         raise ConfigError(
             f"by_method: no value for method={name} in {sorted(values)}: add a {name}: entry to the "
             "table the config passes to ${by_method:...}."

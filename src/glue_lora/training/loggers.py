@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def run_group(task: str, model: str, method_label: str) -> str:
     """``<task>-<model>-<method>``, e.g. ``rte-roberta_base-r8-a16``: the seeds of one configuration
-    (``model.methods.method_label``)."""
+    (``settings.method.method_label``)."""
     return f"{task}-{model}-{method_label}"
 
 
