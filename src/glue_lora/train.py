@@ -16,8 +16,9 @@ from glue_lora.adapters.record import adapter_record
 from glue_lora.adapters.save import save_adapter
 from glue_lora.data.source import check_data_source
 from glue_lora.data.tasks import TaskSpec, get_task
-from glue_lora.model.backbone import build_tokenizer, check_max_length, check_vocabulary
+from glue_lora.model.backbone import build_config, build_tokenizer, check_max_length, check_vocabulary
 from glue_lora.model.build import build_model
+from glue_lora.model.data_driven_starts import initial_adapter
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
@@ -149,18 +150,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return done
     resume_from = prepare_resume(resume, config, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
-    model = build_model(model_settings, lora, spec, method=method)
+    tokenizer = build_tokenizer(
+        model_settings.config, build_config(model_settings.config, spec.num_labels, spec.is_regression)
+    )
+    datamodule = datamodule_from_settings(data, spec, tokenizer)
+    # Read and check every file before the model is built, so bad data never costs training time
+    # (reading draws nothing from the random stream the model's start uses).
+    datamodule.setup("fit")
+    calibration = None
+    if method.needs_calibration:
+        calibration = datamodule.calibration_batches(method.calibration_batches)
+    model = build_model(model_settings, lora, spec, method=method, calibration=calibration)
+    # CorDA's and LoRA-GA's B0 A0, saved with the adapter: the base's residual is rebuilt from them.
+    initial = initial_adapter(model) if method.saves_initial_adapter else None
     check_max_length(model, data.max_length, model_settings.name)
     load_init_adapter(model, init, spec, model_settings.trained_in_full)
-    tokenizer = build_tokenizer(model_settings.config, model.config)
     check_vocabulary(model, tokenizer)
     counts = count_parameters(model, model_settings.trained_in_full)
     report(counts, model)
     warn_if_low(out_dir, run_bytes(counts.trainable, counts.total, full_model_saved=method.is_full))
 
-    datamodule = datamodule_from_settings(data, spec, tokenizer)
-    # Read and check every file before the first step, so bad data never costs training time.
-    datamodule.setup("fit")
     module = GlueLoRAModule(
         model,
         spec,
@@ -227,7 +236,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if trainer.is_global_zero:
         record = adapter_record(spec, model_settings, lora, data, cfg.seed, cfg.trainer.precision, method)
-        save_adapter(module.model, out_dir / ADAPTER, record, spec, results)
+        save_adapter(module.model, out_dir / ADAPTER, record, spec, results, initial)
         results["sizes"] = {"adapter_mb": round(dir_size_mb(out_dir / ADAPTER), 3)}
         atomic_write_json(out_dir / RESULTS, results)
         finish_loggers(loggers, results)

@@ -24,7 +24,23 @@ SMALL = {
     "fourierft": ["method.peft_options.n_frequency=64"],
     "adalora": ["method.peft_options.init_r=4", "lora.r=2"],
 }
-EVALUATED = ["lora", "dora", "pissa", "olora", "adalora", "vera", "ia3", "fourierft", "bitfit", "head_only"]
+EVALUATED = [
+    "lora",
+    "dora",
+    "pissa",
+    "olora",
+    "eva",
+    "corda",
+    "lora_ga",
+    "adalora",
+    "vera",
+    "ia3",
+    "fourierft",
+    "bitfit",
+    "head_only",
+]
+# Starts computed from train batches: their adapters come from a real (tiny) run.
+DATA_DRIVEN = ["eva", "corda", "lora_ga"]
 
 
 def _train(method, tmp_path, glue_fixtures, token_cache) -> dict:
@@ -108,6 +124,20 @@ def test_the_merged_model_gives_the_adapters_logits(method, tmp_path):
     assert merged_info.method.is_full
     record = json.loads((tmp_path / "merged" / "glue_lora.json").read_text())
     assert record["merged_method"]["name"] == method
+
+
+@pytest.mark.parametrize("method", DATA_DRIVEN)
+def test_a_data_driven_adapter_merges_into_the_models_logits(method, glue_fixtures, token_cache, tmp_path):
+    _train(method, tmp_path, glue_fixtures, token_cache)
+    adapter_files = {p.name for p in (tmp_path / "run" / "adapter").glob("*.safetensors")}
+    # CorDA and LoRA-GA keep B0 A0 to rebuild the residual base; EVA's base is the untouched one.
+    assert ("initial_adapter.safetensors" in adapter_files) == (method != "eva")
+    merge_adapter(tmp_path / "run", tmp_path / "merged")
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+    adapter, _, _ = load_model(tmp_path / "run")
+    batch = tokens()
+    with torch.inference_mode():
+        assert (merged(**batch).logits - adapter(**batch).logits).abs().max().item() < 1e-4
 
 
 def test_an_adalora_adapter_cut_to_its_rank_pattern_reloads_exactly(tmp_path):

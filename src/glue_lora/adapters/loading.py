@@ -5,7 +5,10 @@ Every method is rebuilt from its record (``glue_lora.json``): the base, then ``a
 recorded method and LoRA settings, then the saved tensors. PiSSA and OLoRA start A and B from the
 frozen weight (an exact SVD, a QR) and leave the residual in the base; ``apply_method`` re-runs that
 deterministic start on the rebuilt base before the trained A and B are loaded, so the model is the
-one the run evaluated. peft's own ``PeftModel.from_pretrained(base, adapter_dir)`` does the same
+one the run evaluated. CorDA and LoRA-GA compute their start from train batches, which loading
+does not read: their saved B0 and A0 (``initial_adapter.safetensors``) turn the rebuilt base into
+the same residual. EVA leaves the base as it is; its redistributed ranks come from
+``adapter_config.json``. peft's own ``PeftModel.from_pretrained(base, adapter_dir)`` does the same
 (``adapter_config.json`` keeps ``init_lora_weights``): it turns the base's weights into the residual
 in place, so that base cannot serve other adapters (peft warns). A plain LoRA adapter on the
 untouched base would need peft's conversion at save time (``save_pretrained(...,
@@ -15,6 +18,7 @@ does not do.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +29,7 @@ from safetensors import SafetensorError
 
 from glue_lora.adapters.record import (
     ADAPTER_WEIGHTS,
+    INITIAL_ADAPTER,
     MODEL_WEIGHTS,
     PEFT_PREFIX,
     RECORD,
@@ -196,9 +201,17 @@ def rebuild_adapter(info: AdapterInfo, base: str | None = None) -> torch.nn.Modu
 
     weights = load_weights(info.path)
     lora = LoraSettings.from_mapping(info.lora) if info.lora is not None else None
-    model = apply_method(
-        build_base(info, base), info.method, lora, info.model["lora_targets"], info.head_modules
-    )
+    method = info.method
+    if method.peft_type == "lora":
+        # EVA redistributes ranks (and scalings) across layers: built with the ones it saved.
+        saved = saved_peft_config(info)
+        patterns = {k: saved[k] for k in ("rank_pattern", "alpha_pattern") if saved.get(k)}
+        method = dataclasses.replace(method, peft_options={**method.peft_options, **patterns})
+    model = apply_method(build_base(info, base), method, lora, info.model["lora_targets"], info.head_modules)
+    if method.saves_initial_adapter:
+        from glue_lora.model.data_driven_starts import restore_residual
+
+        restore_residual(model, load_weights(info.path, INITIAL_ADAPTER))
     if info.method.peft_type == "adalora":
         # The ranks AdaLoRA kept: its saved tensors are cut to them (peft resizes the modules on load).
         rank_pattern = saved_peft_config(info).get("rank_pattern")

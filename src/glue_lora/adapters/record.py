@@ -32,6 +32,8 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MODEL_WEIGHTS = "model.safetensors"
 # The tensors a weight-subset method (BitFit, head only) trained, by their names in the model.
 TRAINED_WEIGHTS = "trained_weights.safetensors"
+# CorDA and LoRA-GA: the B0 and A0 of their data-driven start, whose product the base gave up
+INITIAL_ADAPTER = "initial_adapter.safetensors"
 # Keys of a saved PEFT adapter start with this; the rest is the module path in the transformers model.
 PEFT_PREFIX = "base_model.model."
 

@@ -4,7 +4,7 @@ run trained, or the whole model, with its record (glue_lora.json) and model card
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from glue_lora.adapters.model_card import CARD, adapter_card, shareable_base
-from glue_lora.adapters.record import RECORD, TRAINED_WEIGHTS, shared_base_name
+from glue_lora.adapters.record import INITIAL_ADAPTER, RECORD, TRAINED_WEIGHTS, shared_base_name
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.model.methods import trained_weights
 from glue_lora.settings.method import method_settings
@@ -28,6 +28,7 @@ def save_adapter(
     record: dict[str, Any],
     spec: TaskSpec,
     results: dict[str, Any] | None = None,
+    initial_adapter: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
     """Save the adapter and head (PEFT layout), the trained tensors of BitFit or a linear probe
     (``trained_weights.safetensors``), or the whole model for full fine-tuning.
@@ -36,7 +37,9 @@ def save_adapter(
     what eval.py needs to rebuild the base model (the
     local source of its weights too); ``adapter_config.json`` names the base by its Hub id where
     the weights were a packaged copy of it, so the directory loads on another machine. With
-    ``results``, a model card (README.md) is written beside them.
+    ``results``, a model card (README.md) is written beside them. ``initial_adapter`` (CorDA,
+    LoRA-GA: B0 and A0 as the start left them) is saved as ``initial_adapter.safetensors``, from
+    which loading rebuilds the residual base the adapter was trained on.
     """
     record = redact(record)
     extra_text = {}
@@ -51,9 +54,20 @@ def save_adapter(
     # The vocabulary is never resized, so peft's "auto" check of the base's config on the Hub (a
     # network call at every save once the base is named by its Hub id) has nothing to find.
     save_kwargs = {"save_embedding_layers": False} if hasattr(model, "peft_config") else None
+    saved = model
+    if initial_adapter is not None:
+
+        def save_with_initial(path: str | Path, **kwargs: Any) -> None:
+            from safetensors.torch import save_file
+
+            model.save_pretrained(path, **kwargs)
+            tensors = {k: t.detach().cpu().contiguous() for k, t in initial_adapter.items()}
+            save_file(tensors, Path(path) / INITIAL_ADAPTER)
+
+        saved = SimpleNamespace(save_pretrained=save_with_initial)
     with shared_base_name(model, shareable_base(record["model"])), exact_rank_pattern(model):
         atomic_save_pretrained(
-            model, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
+            saved, adapter_dir, extra_json={RECORD: record}, extra_text=extra_text, save_kwargs=save_kwargs
         )
 
 

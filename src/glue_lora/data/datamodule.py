@@ -179,6 +179,17 @@ class GlueDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
+    def calibration_batches(self, count: int) -> list[dict[str, torch.Tensor]]:
+        """The first ``count`` batches of the first training epoch (the run's seed orders them), as
+        the model takes them (no row index): what a data-driven LoRA start (EVA, CorDA, LoRA-GA) is
+        computed from."""
+        batches = []
+        for batch in self.train_dataloader():
+            if len(batches) == count:
+                break
+            batches.append({k: v for k, v in batch.items() if k != "idx"})
+        return batches
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.splits["train"], self.batch_size, shuffle=True)
 

@@ -3,6 +3,8 @@ initialised as the config asks, fused LoRA and ``torch.compile`` where asked."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from glue_lora.data.tasks import TaskSpec
@@ -20,13 +22,15 @@ def build_model(
     spec: TaskSpec,
     device: str | None = None,
     method: MethodSettings | None = None,
+    calibration: Sequence[Mapping[str, torch.Tensor]] | None = None,
 ) -> torch.nn.Module:
     """The backbone with its task head, made trainable by ``method`` (default: LoRA with ``lora``,
-    or full fine-tuning when ``lora`` is None)."""
+    or full fine-tuning when ``lora`` is None); ``calibration``: train batches for a data-driven
+    start (EVA, CorDA, LoRA-GA)."""
     model_cfg = model.config
     method = method or method_settings(None, lora)
     backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
-    wrapped = apply_method(backbone, method, lora, model.lora_targets, model.trained_in_full)
+    wrapped = apply_method(backbone, method, lora, model.lora_targets, model.trained_in_full, calibration)
     plain_lora = method.peft_type == "lora" and not method.peft_options.get("init_lora_weights")
     if plain_lora:
         # A data- or weight-derived start (PiSSA, OLoRA) is the method itself: not re-drawn.

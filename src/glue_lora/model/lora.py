@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,7 @@ def lora_peft_config(
     from peft import LoraConfig, TaskType
 
     layers = lora_cfg.get("layers")
+    options = nested_peft_configs(options)
     return LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=int(lora_cfg["r"]),
@@ -96,17 +97,35 @@ def lora_peft_config(
     )
 
 
+def nested_peft_configs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the sub-configs of a start (``eva_config: {rho: 2}`` ...) as peft's classes."""
+    from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraGAConfig
+
+    classes = {
+        "eva_config": EvaConfig,
+        "corda_config": CordaConfig,
+        "lora_ga_config": LoraGAConfig,
+        "loftq_config": LoftQConfig,
+    }
+    return {
+        key: classes[key](**value) if key in classes and isinstance(value, Mapping) else value
+        for key, value in options.items()
+    }
+
+
 def apply_lora(
     model: nn.Module,
     lora_cfg: Mapping[str, Any] | None,
     default_targets: Sequence[str],
     trained_in_full: Sequence[str],
+    before_wrap: Callable[[nn.Module, Any], None] | None = None,
     **options: Any,
 ) -> nn.Module:
     """Wrap ``model`` with LoRA (``lora_cfg``) or, when it is None, leave every weight trainable.
 
     ``trained_in_full`` names the head modules (classifier, and DeBERTa's pooler) that are trained
-    in full alongside LoRA and saved in the adapter. ``options`` go to peft's ``LoraConfig``.
+    in full alongside LoRA and saved in the adapter. ``options`` go to peft's ``LoraConfig``;
+    ``before_wrap(model, config)`` runs on the bare model first (CorDA's and LoRA-GA's preprocessing).
     """
     if lora_cfg is None:
         for p in model.parameters():
@@ -124,7 +143,10 @@ def apply_lora(
             f"model.trained_in_full {missing_heads} not found in {type(model).__name__}. Name "
             "modules of its head there (e.g. [classifier] or, for DeBERTa-v2, [classifier,pooler])."
         )
-    peft_model = get_peft_model(model, lora_peft_config(lora_cfg, targets, trained_in_full, **options))
+    config = lora_peft_config(lora_cfg, targets, trained_in_full, **options)
+    if before_wrap is not None:
+        before_wrap(model, config)
+    peft_model = get_peft_model(model, config)
     return train_in_fp32(peft_model, trained_in_full)
 
 

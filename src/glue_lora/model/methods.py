@@ -114,6 +114,29 @@ def peft_config(
         ) from None
 
 
+def check_loftq_possible(method: MethodSettings) -> None:
+    """LoftQ quantizes the frozen weights with bitsandbytes on a GPU (peft's ``loftq_init``)."""
+    if method.start != "loftq":
+        return
+    import importlib.util
+
+    missing = [
+        what
+        for what, present in (
+            ("a CUDA GPU", torch.cuda.is_available()),
+            ("the bitsandbytes package", importlib.util.find_spec("bitsandbytes") is not None),
+        )
+        if not present
+    ]
+    if missing:
+        raise ConfigError(
+            f"method={method.name} starts from NF4-quantized weights, which peft computes with "
+            f"bitsandbytes on a GPU, and this machine lacks {' and '.join(missing)}. Run it on a "
+            "GPU machine with bitsandbytes installed (pip install bitsandbytes), or pick a method that "
+            "runs here (e.g. method=pissa, the closest start that needs no quantization)."
+        )
+
+
 def _is_head(name: str, head: Sequence[str]) -> bool:
     return bool(set(name.split(".")) & set(head))
 
@@ -132,14 +155,34 @@ def apply_method(
     lora: LoraSettings | None,
     default_targets: Sequence[str],
     trained_in_full: Sequence[str],
+    calibration: Sequence[Mapping[str, torch.Tensor]] | None = None,
 ) -> nn.Module:
     """``model`` ready to train with ``method``: wrapped by peft, or with the weights it trains unfrozen.
 
     ``trained_in_full`` names the head modules (classifier, and DeBERTa's pooler): every method
-    trains them in full.
+    trains them in full. ``calibration``: the train batches a data-driven start (EVA, CorDA, LoRA-GA)
+    is computed from; without them such a method gets LoRA's default start, of the same shapes, for
+    values that are loaded next (a saved adapter, a checkpoint) or only counted (``dry_run``).
     """
     if method.peft_type == "lora":
-        wrapped = apply_lora(model, lora.as_dict(), default_targets, trained_in_full, **method.peft_options)
+        from glue_lora.model import data_driven_starts
+
+        counting_only = any(p.is_meta for p in model.parameters())  # dry_run: shapes, no values
+        options = dict(method.peft_options)
+        hook = None
+        if method.start == "loftq" and not counting_only:
+            check_loftq_possible(method)
+        if (method.needs_calibration and calibration is None) or (method.start == "loftq" and counting_only):
+            options["init_lora_weights"] = True
+            for start_config in ("eva_config", "corda_config", "lora_ga_config", "loftq_config"):
+                options.pop(start_config, None)
+        elif method.needs_calibration:
+            hook = data_driven_starts.before_wrap(method, calibration)
+        wrapped = apply_lora(
+            model, lora.as_dict(), default_targets, trained_in_full, before_wrap=hook, **options
+        )
+        if method.needs_calibration and calibration is not None:
+            data_driven_starts.after_wrap(wrapped, method, calibration)
         if method.optimizer == "lora_fa":
             # LoRA-FA never trains A (its optimizer freezes it too): counted and saved as frozen.
             for name, p in wrapped.named_parameters():

@@ -19,6 +19,13 @@ from glue_lora.utils.errors import ConfigError
 # How the weights are trained: a peft adapter, a chosen subset of the model's own weights, or all.
 TRAINS = ("adapter", "biases", "head", "all")
 OPTIMIZERS = ("default", "loraplus", "lora_fa")
+# LoRA starts (peft ``init_lora_weights``) computed from batches of the task's train split: EVA from
+# the layers' inputs, CorDA from their covariance, LoRA-GA from the weights' gradients.
+DATA_DRIVEN_STARTS = ("eva", "corda", "lora_ga")
+# Starts that move A and B's first product out of the frozen weight (it keeps W - scale B0 A0), so
+# the adapter needs the weight it was trained on: PiSSA and OLoRA (recomputed from the weight alone),
+# CorDA and LoRA-GA (from data: their B0 and A0 are saved with the adapter).
+RESIDUAL_STARTS = ("pissa", "olora", "corda", "lora_ga")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class MethodSettings:
     peft_options: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "default"
     optimizer_options: dict[str, Any] = field(default_factory=dict)
+    calibration_batches: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -59,6 +67,28 @@ class MethodSettings:
                 "(default: optimizer=; loraplus: peft's create_loraplus_optimizer; lora_fa: "
                 "peft's create_lorafa_optimizer)."
             )
+        if self.needs_calibration and not (
+            isinstance(self.calibration_batches, int) and self.calibration_batches >= 1
+        ):
+            raise ConfigError(
+                f"method={self.name} starts LoRA from batches of the train split (init_lora_weights="
+                f"{self.start}), so method.calibration_batches must be a positive integer, not "
+                f"{self.calibration_batches!r} (e.g. method.calibration_batches=16)."
+            )
+
+    @property
+    def start(self) -> str | bool:
+        """peft's ``init_lora_weights`` for this method (True: LoRA's own random A, zero B)."""
+        return self.peft_options.get("init_lora_weights", True)
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.peft_type == "lora" and self.start in DATA_DRIVEN_STARTS
+
+    @property
+    def saves_initial_adapter(self) -> bool:
+        """CorDA and LoRA-GA: the base's residual comes from data, so B0 and A0 are kept to rebuild it."""
+        return self.needs_calibration and self.start in RESIDUAL_STARTS
 
     @classmethod
     def from_mapping(cls, method: Mapping[str, Any]) -> MethodSettings:
@@ -88,6 +118,7 @@ class MethodSettings:
             "peft_options": dict(self.peft_options),
             "optimizer": self.optimizer,
             "optimizer_options": dict(self.optimizer_options),
+            "calibration_batches": self.calibration_batches,
         }
 
 
