@@ -66,6 +66,20 @@ def _train_step(model: nn.Module, batches: Sequence[Batch]) -> Callable[[], None
     return step
 
 
+# Starts that need what a dry run or a rebuilt adapter lacks: train batches, or a GPU (LoftQ).
+STAND_IN_FOR = {"eva", "corda", "lora_ga", "loftq"}
+
+
+def stand_in(peft_options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``peft_options`` with LoRA's default start in place of one computed from batches or on a GPU:
+    the same shapes, for values loaded next (an adapter, a checkpoint) or only counted (dry_run)."""
+    if peft_options.get("init_lora_weights") not in STAND_IN_FOR:
+        return peft_options
+    sub_configs = ("eva_config", "corda_config", "lora_ga_config", "loftq_config")
+    options = {k: v for k, v in peft_options.items() if k not in sub_configs}
+    return {**options, "init_lora_weights": True}
+
+
 def before_wrap(method: MethodSettings, batches: Sequence[Batch]) -> Callable[[nn.Module, Any], None] | None:
     """What runs on the bare model before peft wraps it: CorDA's covariances, LoRA-GA's gradients."""
     if method.start == "corda":

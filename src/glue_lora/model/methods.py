@@ -167,21 +167,22 @@ def apply_method(
     if method.peft_type == "lora":
         from glue_lora.model import data_driven_starts
 
+        # A start computed from train batches (EVA, CorDA, LoRA-GA) or on a GPU (LoftQ) is computed
+        # only where its inputs are; elsewhere LoRA's default start stands in, of the same shapes.
         counting_only = any(p.is_meta for p in model.parameters())  # dry_run: shapes, no values
-        options = dict(method.peft_options)
-        hook = None
-        if method.start == "loftq" and not counting_only:
+        computed = not counting_only and (calibration is not None or not method.needs_calibration)
+        options = method.peft_options if computed else data_driven_starts.stand_in(method.peft_options)
+        if computed:
             check_loftq_possible(method)
-        if (method.needs_calibration and calibration is None) or (method.start == "loftq" and counting_only):
-            options["init_lora_weights"] = True
-            for start_config in ("eva_config", "corda_config", "lora_ga_config", "loftq_config"):
-                options.pop(start_config, None)
-        elif method.needs_calibration:
-            hook = data_driven_starts.before_wrap(method, calibration)
         wrapped = apply_lora(
-            model, lora.as_dict(), default_targets, trained_in_full, before_wrap=hook, **options
+            model,
+            lora.as_dict(),
+            default_targets,
+            trained_in_full,
+            before_wrap=data_driven_starts.before_wrap(method, calibration) if computed else None,
+            **options,
         )
-        if method.needs_calibration and calibration is not None:
+        if computed:
             data_driven_starts.after_wrap(wrapped, method, calibration)
         if method.optimizer == "lora_fa":
             # LoRA-FA never trains A (its optimizer freezes it too): counted and saved as frozen.
