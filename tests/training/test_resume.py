@@ -233,3 +233,39 @@ def test_csv_logger_continues_an_existing_log(tmp_path):
     second.save()
     lines = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
     assert lines == ["acc,loss,step", ",0.0,0", ",1.0,1", "0.5,20.0,2"]
+
+
+ADALORA = [
+    "method=adalora",
+    "lora.r=2",
+    "method.peft_options.init_r=4",
+    "method.peft_options.tinit=0.2",  # steps 3-9 of 12 re-allocate ranks: resumed at 8, inside
+    "method.peft_options.tfinal=0.2",
+    "method.peft_options.deltaT=1",
+]
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(ADALORA, id="adalora"),
+        pytest.param(["method=corda", "method.calibration_batches=2"], id="corda"),
+    ],
+)
+def test_a_method_with_state_outside_its_weights_resumes_as_if_never_stopped(
+    method, glue_fixtures, token_cache, tmp_path
+):
+    """AdaLoRA's importance scores and rank pattern live in its callback; CorDA's residual base is
+    computed from train batches again. Both must continue exactly where the killed run was."""
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    done = train([*run_args(glue_fixtures, token_cache, reference_dir), *method])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    args = [*run_args(glue_fixtures, token_cache, run_dir), *method]
+    process, _ = start_paused(args, 10, tmp_path)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    done = train([*args, "resume=true"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 8" in done.stdout
+    assert_same_run(read_run(run_dir), read_run(reference_dir))
