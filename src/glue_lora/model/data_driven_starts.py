@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from glue_lora.model.lora import START_SUB_CONFIGS
 from glue_lora.settings.method import MethodSettings
 
 Batch = Mapping[str, torch.Tensor]
@@ -75,8 +76,7 @@ def stand_in(peft_options: Mapping[str, Any]) -> Mapping[str, Any]:
     the same shapes, for values loaded next (an adapter, a checkpoint) or only counted (dry_run)."""
     if peft_options.get("init_lora_weights") not in STAND_IN_FOR:
         return peft_options
-    sub_configs = ("eva_config", "corda_config", "lora_ga_config", "loftq_config")
-    options = {k: v for k, v in peft_options.items() if k not in sub_configs}
+    options = {k: v for k, v in peft_options.items() if k not in START_SUB_CONFIGS}
     return {**options, "init_lora_weights": True}
 
 

@@ -97,20 +97,25 @@ def lora_peft_config(
     )
 
 
+# LoraConfig's sub-configs of a start, by option name: peft's class of each.
+START_SUB_CONFIGS = {
+    "eva_config": "EvaConfig",
+    "corda_config": "CordaConfig",
+    "lora_ga_config": "LoraGAConfig",
+    "loftq_config": "LoftQConfig",
+}
+
+
 def nested_peft_configs(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with the sub-configs of a start (``eva_config: {rho: 2}`` ...) as peft's classes."""
-    from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraGAConfig
+    from peft.tuners.lora import config as peft_lora_config
 
-    classes = {
-        "eva_config": EvaConfig,
-        "corda_config": CordaConfig,
-        "lora_ga_config": LoraGAConfig,
-        "loftq_config": LoftQConfig,
-    }
-    return {
-        key: classes[key](**value) if key in classes and isinstance(value, Mapping) else value
-        for key, value in options.items()
-    }
+    def build(key: str, value: Any) -> Any:
+        if key in START_SUB_CONFIGS and isinstance(value, Mapping):
+            return getattr(peft_lora_config, START_SUB_CONFIGS[key])(**value)
+        return value
+
+    return {key: build(key, value) for key, value in options.items()}
 
 
 def apply_lora(
