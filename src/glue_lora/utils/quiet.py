@@ -25,6 +25,14 @@ KNOWN_WARNINGS: tuple[tuple[str, str], ...] = (
         r"You are using a custom batch sampler `EpochBatchSampler` for prediction",
         "our length-grouped sampler returns every row at prediction (tested); Lightning cannot tell",
     ),
+    (
+        r"lora with eva initialization used with low_cpu_mem_usage=False",
+        "peft's memory hint for EVA on large language models; our encoders build in full (method=eva)",
+    ),
+    (
+        r"Full backward hook is firing when gradients are computed with respect to module outputs",
+        "peft's LoRA-GA counts backward passes with hooks on frozen layers (method=lora_ga)",
+    ),
 )
 
 
