@@ -3,8 +3,11 @@
 The same cell as ours (rows, model, LoRA config, optimizer settings, schedule, batch, epochs and
 evaluation points) through the tools most users reach for, written as ``results.json`` in our
 layout, so a sweep's summary sets the two stacks side by side (``variant=peer_lora``). It pads each
-batch to its longest row and groups batches by length, as ours does by default (the benchmark's
-``peer_best``). Our speed-ups (fused LoRA, fast dropout, the [CLS]-only last layer) do not apply:
+batch to its longest row and, where ours groups by length (the default), uses ``Trainer``'s
+``group_by_length`` (the benchmark's ``peer_best``). That order is not ours: transformers'
+``LengthGroupedSampler`` sorts each megabatch of up to 50 batches from long to short and does not
+shuffle them, while ours draws its length-grouped batches in random order. Our speed-ups (fused
+LoRA, fast dropout, the [CLS]-only last layer) do not apply:
 it runs transformers' and peft's own modules. Its adapter is the one of the last step.
 """
 
