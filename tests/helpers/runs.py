@@ -87,14 +87,15 @@ def job_dirs(sweep: Path) -> list[Path]:
     return sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name))
 
 
-def model_of(cfg: DictConfig, spec, device: str | None = None):
-    """``build_model`` with the model and LoRA settings of ``cfg``, as train.run builds them."""
+def model_of(cfg: DictConfig, spec, device: str | None = None, calibration=None):
+    """``build_model`` with the model and LoRA settings of ``cfg``, as train.run builds them
+    (``calibration``: the train batches of a data-driven start)."""
     from glue_lora.model.build import build_model
     from glue_lora.settings.model import ModelSettings
 
     model = ModelSettings.from_config(cfg.model)
     method, lora = method_and_lora_of(cfg, model.lora_targets)
-    return build_model(model, lora, spec, device=device, method=method)
+    return build_model(model, lora, spec, device=device, method=method, calibration=calibration)
 
 
 def method_and_lora_of(cfg: DictConfig, targets):

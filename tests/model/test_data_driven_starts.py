@@ -11,7 +11,7 @@ from glue_lora.settings.method import MethodSettings
 from glue_lora.train import set_determinism
 from glue_lora.utils.errors import ConfigError
 from tests.helpers.adapters import tokens
-from tests.helpers.runs import compose_train, method_and_lora_of
+from tests.helpers.runs import compose_train, model_of
 
 SPEC = get_task("rte")
 
@@ -27,14 +27,9 @@ def _batches(count: int = 4, with_labels: bool = True) -> list[dict[str, torch.T
 
 
 def _build(method: str, calibration=None, overrides: tuple[str, ...] = ()):
-    from glue_lora.model.build import build_model
-    from glue_lora.settings.model import ModelSettings
-
     cfg = compose_train(["model=tiny_roberta", "task=rte", f"method={method}", *overrides])
-    model_settings = ModelSettings.from_config(cfg.model)
-    method_settings, lora = method_and_lora_of(cfg, model_settings.lora_targets)
     set_determinism(0, False)
-    return build_model(model_settings, lora, SPEC, method=method_settings, calibration=calibration)
+    return model_of(cfg, SPEC, calibration=calibration)
 
 
 def _lora_pairs(model) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
@@ -130,19 +125,14 @@ def test_a_data_driven_start_needs_calibration_batches():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="LoftQ runs where there is a GPU")
 def test_loftq_is_refused_without_a_gpu_but_dry_run_counts_it():
-    from glue_lora.model.build import build_model
-    from glue_lora.settings.model import ModelSettings
+    from glue_lora.train import run
 
     with pytest.raises(ConfigError, match=r"method=loftq .*bitsandbytes on a GPU.*lacks a CUDA GPU"):
         _build("loftq")
 
     def count_on_meta(method: str) -> int:
-        cfg = compose_train(["model=tiny_roberta", "task=rte", f"method={method}"])
-        settings = ModelSettings.from_config(cfg.model).on_meta_device()
-        method_settings, lora = method_and_lora_of(cfg, settings.lora_targets)
-        with torch.device("meta"):
-            model = build_model(settings, lora, SPEC, device="meta", method=method_settings)
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+        cfg = compose_train(["model=tiny_roberta", "task=rte", f"method={method}", "dry_run=true"])
+        return run(cfg)["params"]["trainable"]
 
     assert count_on_meta("loftq") == count_on_meta("lora") > 0
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from glue_lora.model.lora import START_SUB_CONFIGS
-from glue_lora.settings.method import MethodSettings
+from glue_lora.settings.method import DATA_DRIVEN_STARTS, MethodSettings
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -68,7 +68,7 @@ def _train_step(model: nn.Module, batches: Sequence[Batch]) -> Callable[[], None
 
 
 # Starts that need what a dry run or a rebuilt adapter lacks: train batches, or a GPU (LoftQ).
-STAND_IN_FOR = {"eva", "corda", "lora_ga", "loftq"}
+STAND_IN_FOR = {*DATA_DRIVEN_STARTS, "loftq"}
 
 
 def stand_in(peft_options: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -22,10 +22,10 @@ OPTIMIZERS = ("default", "loraplus", "lora_fa")
 # LoRA starts (peft ``init_lora_weights``) computed from batches of the task's train split: EVA from
 # the layers' inputs, CorDA from their covariance, LoRA-GA from the weights' gradients.
 DATA_DRIVEN_STARTS = ("eva", "corda", "lora_ga")
-# Starts that move A and B's first product out of the frozen weight (it keeps W - scale B0 A0), so
-# the adapter needs the weight it was trained on: PiSSA and OLoRA (recomputed from the weight alone),
-# CorDA and LoRA-GA (from data: their B0 and A0 are saved with the adapter).
-RESIDUAL_STARTS = ("pissa", "olora", "corda", "lora_ga")
+# Of those, the ones that leave W - scale B0 A0 in the frozen weight: their adapter keeps B0 and A0,
+# since loading reads no train batches. (PiSSA and OLoRA do too, but from the weight alone: loading
+# recomputes them.)
+DATA_DRIVEN_RESIDUAL_STARTS = ("corda", "lora_ga")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class MethodSettings:
     @property
     def saves_initial_adapter(self) -> bool:
         """CorDA and LoRA-GA: the base's residual comes from data, so B0 and A0 are kept to rebuild it."""
-        return self.needs_calibration and self.start in RESIDUAL_STARTS
+        return self.needs_calibration and self.start in DATA_DRIVEN_RESIDUAL_STARTS
 
     @classmethod
     def from_mapping(cls, method: Mapping[str, Any]) -> MethodSettings:
