@@ -63,3 +63,99 @@ def test_peer_refuses_methods_other_than_lora(glue_fixtures, token_cache, tmp_pa
     with pytest.raises(ConfigError, match=r"stack=peer .* method=dora"):
         run_peer(cfg)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_ours_and_the_peer_take_the_same_steps_on_the_same_batches(glue_fixtures, token_cache, tmp_path):
+    """From the same start, on the same batches, with dropout off, our Lightning loop and Trainer +
+    peft are one optimizer (AdamW groups, warm-up and decay, clipping, MSE loss): the same loss at
+    every step and the same weights after. So where the two stacks' scores part (STS-B,
+    docs/results/minilm.md) it is the order of the batches, not the loop."""
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from transformers import Trainer
+
+    from glue_lora.bench.peer_stack import peer_model, peer_training_arguments
+    from glue_lora.data.tasks import get_task
+    from glue_lora.settings.lora import lora_dict
+    from glue_lora.settings.model import ModelSettings
+    from glue_lora.training.module import GlueLoRAModule, warmup_steps
+    from tests.helpers.runs import datamodule_of, method_and_lora_of, model_of
+
+    no_dropout = [
+        "model.architecture.hidden_dropout_prob=0.0",
+        "model.architecture.attention_probs_dropout_prob=0.0",
+    ]
+    cfg = compose_tiny_run(
+        glue_fixtures, token_cache, tmp_path, ["task=stsb", *(f"+{o}" for o in no_dropout)]
+    )
+    spec = get_task(cfg.task.name)
+    ours = model_of(cfg, spec)
+    peer, tokenizer = peer_model(OmegaConf.to_container(cfg.model, resolve=True), spec, lora_dict(cfg))
+    ours_trained = [p for p in ours.parameters() if p.requires_grad]
+    peer_trained = [p for p in peer.parameters() if p.requires_grad]
+    with torch.no_grad():  # the same start: the peer takes our (random) weights, frozen and trained
+        for mine, theirs in zip(ours.parameters(), peer.parameters(), strict=True):
+            theirs.copy_(mine)
+    start = [p.detach().clone() for p in ours_trained]
+    datamodule = datamodule_of(cfg, spec, tokenizer)
+    datamodule.setup("fit")
+    batches = [{k: v for k, v in b.items() if k != "idx"} for b in datamodule.train_dataloader()]
+    steps = len(batches)
+    assert steps == 6 and batches[0]["labels"].dtype == torch.float32
+
+    class LossPerStep(L.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            self.losses.append(outputs["loss"].item())
+
+    method, lora = method_and_lora_of(cfg, ModelSettings.from_config(cfg.model).lora_targets)
+    module = GlueLoRAModule(ours, spec, instantiate(cfg.optimizer), cfg.schedule, method=method, lora=lora)
+    ours_losses = LossPerStep()
+    L.Trainer(
+        max_steps=steps,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ours_losses],
+        accelerator="cpu",
+    ).fit(module, torch.utils.data.DataLoader(batches, batch_size=None))
+
+    class FixedBatches(Trainer):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.losses: list[float] = []
+
+        def get_train_dataloader(self):
+            return torch.utils.data.DataLoader(batches, batch_size=None)
+
+        def training_step(self, *args, **kwargs):
+            loss = super().training_step(*args, **kwargs)
+            self.losses.append(loss.item())
+            return loss
+
+    arguments = peer_training_arguments(
+        cfg,
+        output_dir=tmp_path / "peer_trainer",
+        device="cpu",
+        max_steps=steps,
+        warmup=warmup_steps(cfg.schedule, steps),
+        group_by_length=False,
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+    )
+    peer_trainer = FixedBatches(model=peer, args=arguments, train_dataset=batches)
+    peer_trainer.train()
+
+    assert peer_trainer.losses == pytest.approx(ours_losses.losses, rel=1e-5)
+    assert len(ours_losses.losses) == steps
+    apart = max((p - q).abs().max().item() for p, q in zip(ours_trained, peer_trained, strict=True))
+    moved = min((p - s).abs().max().item() for p, s in zip(ours_trained, start, strict=True))
+    assert apart < 1e-6 < moved  # every trained tensor moved, and both stacks moved it alike
