@@ -269,3 +269,27 @@ def test_a_method_with_state_outside_its_weights_resumes_as_if_never_stopped(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "step 8" in done.stdout
     assert_same_run(read_run(run_dir), read_run(reference_dir))
+
+
+def test_a_config_recorded_before_the_method_group_resumes_as_lora_or_full(tmp_path):
+    """A run recorded before ``method=`` existed meant LoRA (full fine-tuning with lora=none): today's
+    config at that method resumes it; another method does not."""
+    from glue_lora.training.resume import run_config
+
+    def recorded_before_methods(overrides: list[str]) -> dict:
+        return {k: v for k, v in run_config(compose_train(overrides, tmp_path)).items() if k != "method"}
+
+    for lora in ("r8", "none"):
+        assert (
+            config_changes(
+                recorded_before_methods([f"lora={lora}"]),
+                run_config(compose_train([f"lora={lora}"], tmp_path)),
+            )
+            == []
+        )
+    full = run_config(compose_train(["method=full", "lora=none"], tmp_path))
+    assert config_changes(recorded_before_methods(["lora=none"]), full) == []
+    changes = config_changes(
+        recorded_before_methods(["lora=r8"]), run_config(compose_train(["method=dora"], tmp_path))
+    )
+    assert any(c.startswith("method.") for c in changes)
