@@ -1,5 +1,6 @@
 """Config values that name our code by its import path, and the path it has had since the package
-was split into subpackages; config keys that moved (``train.*`` -> ``regularizer.*``).
+was split into subpackages; config keys that moved (``train.*`` -> ``regularizer.*``); the
+``method`` group, added since.
 
 A run started before the split recorded, e.g., ``optimizer._target_:
 glue_lora.reference_adamw.ReferenceAdamW`` in its checkpoint and results.json; the same optimizer
@@ -59,3 +60,20 @@ def check_moved_keys(plain: dict[str, Any]) -> None:
 def without_moved_keys(plain: dict[str, Any]) -> dict[str, Any]:
     """The resolved config without the placeholders of moved keys (what runs record)."""
     return {k: v for k, v in plain.items() if k not in MOVED_KEYS}
+
+
+def with_method_group(recorded: dict[str, Any], today: dict[str, Any]) -> dict[str, Any]:
+    """``recorded`` with today's ``method`` group where it has none and today's method is the one
+    its absence meant (LoRA; full fine-tuning with ``lora`` null), so the two compare as the same run."""
+    from glue_lora.settings.method import method_settings
+    from glue_lora.utils.errors import ConfigError
+
+    if "method" in recorded or "method" not in today:
+        return recorded
+    try:
+        same = method_settings(today["method"], today.get("lora")) == method_settings(
+            None, recorded.get("lora")
+        )
+    except ConfigError:
+        same = False
+    return {**recorded, "method": today["method"]} if same else recorded

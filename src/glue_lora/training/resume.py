@@ -19,8 +19,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from glue_lora.settings.method import method_settings
-from glue_lora.settings.moved import current_key, current_target, without_moved_keys
+from glue_lora.settings.moved import current_key, current_target, with_method_group, without_moved_keys
 from glue_lora.settings.run import ResumeSettings
 from glue_lora.training.checkpointing import load_checkpoint
 from glue_lora.training.csv_logger import CSVLogger
@@ -89,13 +88,10 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Settings (dotted keys) whose values differ, except those in ``MAY_CHANGE_ON_RESUME``.
 
     A ``_target_`` recorded under the import path it had before the package's subpackages is
-    compared under its current path, and a key that moved (``train.*``) under its new key
-    (``settings.moved``).
+    compared under its current path, a key that moved (``train.*``) under its new key, and a config
+    recorded before the ``method`` group under today's method where it is the same (``settings.moved``).
     """
-    if "method" not in old and "method" in new and _same_method(old, new):
-        # Recorded before the method group existed: its absence meant LoRA (full with lora=none).
-        new = {k: v for k, v in new.items() if k != "method"}
-    before, after = _flatten(old), _flatten(new)
+    before, after = _flatten(with_method_group(old, new)), _flatten(new)
     before = {current_key(k): current_target(v) if k.endswith("_target_") else v for k, v in before.items()}
     changed = []
     for key in sorted(set(before) | set(after)):
@@ -104,14 +100,6 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if before.get(key, "<unset>") != after.get(key, "<unset>"):
             changed.append(f"{key}: {before.get(key, '<unset>')!r} -> {after.get(key, '<unset>')!r}")
     return changed
-
-
-def _same_method(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether ``new``'s method is the one a config without a method group meant."""
-    try:
-        return method_settings(new["method"], new.get("lora")) == method_settings(None, old.get("lora"))
-    except ConfigError:
-        return False
 
 
 def check_resumable(checkpoint: dict[str, Any], config: dict[str, Any], path: Path) -> None:
