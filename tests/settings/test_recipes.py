@@ -71,7 +71,7 @@ def test_every_recipe_file_is_a_known_pair():
 
 def test_full_fine_tuning_picks_the_recipes_own_values():
     lora = compose_train(["task=cola"])
-    assert (lora.optimizer.lr, lora.trainer.max_epochs) == (1e-3, 5)
+    assert (lora.optimizer.lr, lora.trainer.max_epochs) == (1e-3, 10)
     for choice in (["lora=none"], ["variant=full"], ["method=full"]):
         full = compose_train(["task=cola", *choice])
         assert full.lora is None and (full.optimizer.lr, full.trainer.max_epochs) == (1e-4, 3), choice
