@@ -45,6 +45,13 @@ def test_comparison_reports_both_protocols_the_differences_and_the_cost_ratios()
     assert comparison_markdown(runs[:3]) is None  # one variant: nothing to compare
 
 
+def test_a_difference_that_rounds_to_zero_reads_plus_zero():
+    lora = [_run("lora", s, 0.7, 0.7) for s in range(3)]
+    full = [_run("full", s, 0.7004, 0.7004) for s in range(3)]  # -0.04 points
+    table = comparison_markdown(lora + full)
+    assert "| glue-lora r8-a16 − glue-lora full | best | +0.0 | +0.0 |" in table
+
+
 def test_a_sweep_that_varies_more_than_the_variant_is_not_compared():
     from types import SimpleNamespace
 

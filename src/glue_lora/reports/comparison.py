@@ -113,6 +113,7 @@ def _score_cell(cell: Cell | None, protocol: str) -> str:
 def _fmt(value: float | None, digits: int = 1, sign: bool = False) -> str:
     if value is None:
         return ""
+    value = round(value, digits) + 0.0  # -0.04 rounds to -0.0; + 0.0 makes it 0.0, shown "+0.0"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
