@@ -22,6 +22,7 @@ _configs = []  # the run's config, kept by the wrapper below for the loader
 
 
 def our_batches(self: Trainer) -> torch.utils.data.DataLoader:
+    from glue_lora.data.collate import model_inputs
     from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.data.tasks import get_task
     from glue_lora.settings.data import DataSettings
@@ -34,7 +35,7 @@ def our_batches(self: Trainer) -> torch.utils.data.DataLoader:
     batches = []
     for epoch in range(int(cfg.trainer.max_epochs)):
         loader.batch_sampler.set_epoch(epoch)  # as Lightning does at each epoch's start
-        batches += [{k: v for k, v in batch.items() if k != "idx"} for batch in loader]
+        batches += [model_inputs(batch) for batch in loader]
     return torch.utils.data.DataLoader(batches, batch_size=None)
 
 

@@ -77,6 +77,7 @@ def test_ours_and_the_peer_take_the_same_steps_on_the_same_batches(glue_fixtures
     from transformers import Trainer
 
     from glue_lora.bench.peer_stack import peer_model, peer_training_arguments
+    from glue_lora.data.collate import model_inputs
     from glue_lora.data.tasks import get_task
     from glue_lora.settings.lora import lora_dict
     from glue_lora.settings.model import ModelSettings
@@ -101,7 +102,7 @@ def test_ours_and_the_peer_take_the_same_steps_on_the_same_batches(glue_fixtures
     start = [p.detach().clone() for p in ours_trained]
     datamodule = datamodule_of(cfg, spec, tokenizer)
     datamodule.setup("fit")
-    batches = [{k: v for k, v in b.items() if k != "idx"} for b in datamodule.train_dataloader()]
+    batches = [model_inputs(b) for b in datamodule.train_dataloader()]
     steps = len(batches)
     assert steps == 6 and batches[0]["labels"].dtype == torch.float32
 

@@ -17,6 +17,11 @@ import torch
 SEQUENCE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask")
 
 
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch as the model takes it: every column but ``idx``, the row index kept for predictions."""
+    return {k: v for k, v in batch.items() if k != "idx"}
+
+
 class PadCollator:
     """Pad ``input_ids`` (and the other token columns) to the longest row of the batch, or to
     ``pad_to_length`` (the reference's ``padding="max_length"``).

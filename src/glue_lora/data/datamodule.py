@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from glue_lora.data.collate import PadCollator
+from glue_lora.data.collate import PadCollator, model_inputs
 from glue_lora.data.reading import Rows, carve_dev, read_split, subset
 from glue_lora.data.sampler import EpochBatchSampler, check_batching
 from glue_lora.data.tasks import TaskSpec
@@ -187,7 +187,7 @@ class GlueDataModule(L.LightningDataModule):
         for batch in self.train_dataloader():
             if len(batches) == count:
                 break
-            batches.append({k: v for k, v in batch.items() if k != "idx"})
+            batches.append(model_inputs(batch))
         return batches
 
     def train_dataloader(self) -> DataLoader:

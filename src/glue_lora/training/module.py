@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from glue_lora.data.collate import model_inputs
 from glue_lora.data.tasks import TaskSpec
 from glue_lora.settings.lora import LoraSettings
 from glue_lora.settings.method import LORA, MethodSettings
@@ -57,8 +58,7 @@ class GlueLoRAModule(L.LightningModule):
         self.strict_loading = False
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> Any:
-        inputs = {k: v for k, v in batch.items() if k != "idx"}
-        return self.model(**inputs)
+        return self.model(**model_inputs(batch))
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.training_loss(self, self.model.get_input_embeddings(), batch)
