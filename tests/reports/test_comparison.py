@@ -23,7 +23,11 @@ def _run(variant: str, seed: int, best: float, last: float, stack: str = "ours")
             {"epoch": 1, "step": 2, "dev": {"accuracy": last}},
         ],
         "params": {"trainable": 100 if lora else 10_000},
-        "train": {"seconds": 60.0, "optimizer_state_mb": 1.0 if lora else 200.0},
+        "train": {
+            "seconds": 60.0,
+            "optimizer_state_mb": 1.0 if lora else 200.0,
+            "samples_per_second": 50.0 + seed if lora else 20.0,
+        },
         "sizes": {"adapter_mb": 0.5 if lora else 90.0},
     }
     return Run(Path(f"/{variant}/{seed}"), "rte", "minilm", lora, seed, {}, results=results)
@@ -42,6 +46,9 @@ def test_comparison_reports_both_protocols_the_differences_and_the_cost_ratios()
     assert "| glue-lora r8-a16 − glue-lora full | best | +1.0 | +1.0 |" in table
     assert "| glue-lora r8-a16 − glue-lora full | last | -3.0 | -3.0 |" in table
     assert "optimizer state 200.0x smaller, checkpoint 180.0x smaller" in table
+    assert "| train minutes (all tasks) | samples/s rte |" in table
+    assert "| glue-lora r8-a16 | 100 | 1.00 | 0.50 | 1.0 | 51.0 |" in table  # samples/s: median over seeds
+    assert "| glue-lora full | 10,000 | 200.00 | 90.00 | 1.0 | 20.0 |" in table
     assert comparison_markdown(runs[:3]) is None  # one variant: nothing to compare
 
 

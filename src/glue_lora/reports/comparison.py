@@ -3,7 +3,8 @@ stack, ...), one column per task, as the paper's Table 2 sets them out.
 
 Each cell is the median over seeds with its min-max, under both protocols: the best evaluation of
 each run (the paper's) and its last one. Beside the scores: trainable parameters, optimizer state,
-the size of what a run ships (adapter, or the whole model for full fine-tuning) and training time;
+the size of what a run ships (adapter, or the whole model for full fine-tuning), training time and
+training throughput;
 then each variant against full fine-tuning and each of our variants against the peer's.
 """
 
@@ -133,6 +134,7 @@ def _cost_table(table: dict[str, dict[str, Cell]], tasks: Sequence[str]) -> list
         "optimizer state MB",
         "checkpoint MB",
         "train minutes (all tasks)",
+        *(f"samples/s {task}" for task in tasks),
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for name, row in table.items():
@@ -149,6 +151,10 @@ def _cost_table(table: dict[str, dict[str, Cell]], tasks: Sequence[str]) -> list
                     _fmt(first.figure("optimizer_state_mb", "train"), 2),
                     _fmt(first.figure("adapter_mb", "sizes"), 2),
                     _fmt(total, 1),
+                    *(
+                        _fmt(row[t].figure("samples_per_second", "train"), 1) if t in row else ""
+                        for t in tasks
+                    ),
                 ]
             )
             + " |"
@@ -210,7 +216,8 @@ def comparison_markdown(runs: Sequence[Run] | None) -> str | None:
     lines += [
         "Cost: medians over runs. Optimizer state: bytes of the optimizer's state tensors at the end "
         "of training. Checkpoint: what a run ships (the adapter directory; the whole model for full "
-        "fine-tuning). Train minutes: wall time of training with its evaluations, summed over tasks.",
+        "fine-tuning). Train minutes: wall time of training with its evaluations, summed over tasks. "
+        "Samples/s: training rows per second of training time (evaluations excluded), per task.",
         "",
         *_cost_table(table, tasks),
         "",
