@@ -73,3 +73,12 @@ def test_a_sweep_that_varies_more_than_the_variant_is_not_compared():
     search = [SimpleNamespace(swept={"optimizer.lr": lr}, runs=lora) for lr in ("5e-4", "1e-3")]
     assert comparable_runs(search) is None  # two learning rates are no seeds of one cell
     assert comparison_markdown(comparable_runs(search)) is None
+
+
+def test_variants_read_plain_lora_first_then_the_other_methods_then_full_fine_tuning():
+    bitfit = _run("lora", 0, 0.6, 0.6)  # "bitfit" sorts before "r8-a16"
+    bitfit.results.update(lora=None, method={"name": "bitfit", "trains": "biases", "uses_lora_group": False})
+    runs = [_run("full", 0, 0.7, 0.7), bitfit, _run("lora", 0, 0.7, 0.7)]
+    table = comparison_markdown(runs)
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| glue-lora")]
+    assert rows[:3] == ["| glue-lora r8-a16", "| glue-lora bitfit", "| glue-lora full"]

@@ -20,7 +20,7 @@ import numpy as np
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.runs import Run
 from glue_lora.reports.stats import Stats
-from glue_lora.settings.method import run_label
+from glue_lora.settings.method import run_label, run_method_name
 
 # Overrides that name a variant; a sweep that also varies anything else (a learning rate) has more
 # than one configuration per variant and task, which a median over seeds must not mix.
@@ -87,8 +87,9 @@ def cells(runs: Sequence[Run]) -> dict[str, dict[str, Cell]]:
         table.setdefault(variant_name(run.results), {}).setdefault(run.task, Cell()).runs.append(run.results)
 
     def order(name: str) -> tuple:
-        full = name.endswith(" full")
-        return (not name.startswith(STACK_NAMES["ours"]), full, name)
+        # Ours before the peer's; in each, plain LoRA first and full fine-tuning last.
+        method = run_method_name(next(iter(table[name].values())).runs[0])
+        return (not name.startswith(STACK_NAMES["ours"]), method == "full", method != "lora", name)
 
     return {name: table[name] for name in sorted(table, key=order)}
 

@@ -28,7 +28,8 @@ CURVES_PNG = "curves.png"
 PARAMS_PNG = "params.png"
 COMPARISON_PNG = "comparison.png"
 LINE_STYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "x", "P", "*")
+# Filled shapes only: the comparison plot draws each one hollow for the last evaluation.
+MARKERS = ("o", "s", "^", "D", "v", "X", "P", "*")
 COLS = 3
 
 
@@ -249,12 +250,11 @@ def plot_history(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
         for entry in r.get("history", []):
             curves[run_label(r)][int(entry["epoch"]) + 1].append(100 * entry["dev"][r["metric"]])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = ["-", "--", "-.", ":"]
-    markers = ["o", "s", "^", "v", "D", "x", "*", "P"]
     for i, name in enumerate(sorted(curves, key=label_order)):
         epochs = sorted(curves[name])
         means = [statistics.mean(curves[name][e]) for e in epochs]
-        ax.plot(epochs, means, styles[i % 4], marker=markers[i % 8], color="black", label=name)
+        style, marker = LINE_STYLES[i % len(LINE_STYLES)], MARKERS[i % len(MARKERS)]
+        ax.plot(epochs, means, style, marker=marker, color="black", label=name)
     first = results[0]
     ax.set_title(f"{first['task']} / {first['model']}: dev {first['metric']} per epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
