@@ -202,7 +202,8 @@ def plot_comparison(configs: Sequence[Configuration], path: Path) -> Path | None
     if len(table) < 2:
         return None
     tasks = task_columns(table)
-    fig, axes = _grid(len(tasks), width=4.8, height=3.8)
+    many = len(table) > 4  # ten methods side by side need room and slanted names
+    fig, axes = _grid(len(tasks), width=max(4.8, 0.6 * len(table)), height=4.6 if many else 3.8)
     colours = [f"C{i}" for i in range(len(table))]
     for ax, task in zip(axes, tasks, strict=True):
         metric = ""
@@ -227,11 +228,14 @@ def plot_comparison(configs: Sequence[Configuration], path: Path) -> Path | None
             median = cell.median("best")
             if median is not None:
                 ax.hlines(median, i - 0.3, i + 0.3, colors=colours[i], linewidth=2.5, zorder=2)
-        ax.set_xticks(range(len(table)), ["\n".join(name.rsplit(" ", 1)) for name in table], fontsize=8)
+        names = [name if many else "\n".join(name.rsplit(" ", 1)) for name in table]
+        ax.set_xticks(
+            range(len(table)), names, fontsize=8, rotation=35 if many else 0, ha="right" if many else "center"
+        )
         ax.set_title(f"{task} ({metric})")
         ax.set_ylabel("dev score (%)")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].legend(fontsize=8, loc="best")
     fig.suptitle("each seed: best evaluation (filled), last (hollow); bar: median of the best", fontsize=9)
     fig.savefig(path, dpi=110)
     return path
