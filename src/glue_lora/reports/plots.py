@@ -254,10 +254,9 @@ def plot_history(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
         for entry in r.get("history", []):
             curves[run_label(r)][int(entry["epoch"]) + 1].append(100 * entry["dev"][r["metric"]])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, name in enumerate(sorted(curves, key=label_order)):
+    for name, (style, marker) in zip(sorted(curves, key=label_order), _styles(), strict=False):
         epochs = sorted(curves[name])
         means = [statistics.mean(curves[name][e]) for e in epochs]
-        style, marker = LINE_STYLES[i % len(LINE_STYLES)], MARKERS[i % len(MARKERS)]
         ax.plot(epochs, means, style, marker=marker, color="black", label=name)
     first = results[0]
     ax.set_title(f"{first['task']} / {first['model']}: dev {first['metric']} per epoch")
