@@ -23,9 +23,8 @@ cp -r "$SHARED/data/glue/RTE" "$SHARED/data/glue/SST-2" .carry/glue/
 cp -r "$SHARED/data/tokenizers/roberta-base" .carry/roberta-tokenizer
 # The GLUE test splits are never read by the script.
 rm -f .carry/glue/*/test.tsv
-chmod u+w .carry/glue/SST-2/train.tsv
-head -n 20001 "$SHARED/data/glue/SST-2/train.tsv" >.carry/glue/SST-2/train.tsv
 chmod -R u+w .carry
+head -n 20001 "$SHARED/data/glue/SST-2/train.tsv" >.carry/glue/SST-2/train.tsv
 
 carry_kib=$(du -sk .carry | cut -f1)
 # The device copies the tracked files and the untracked ones git does not ignore.

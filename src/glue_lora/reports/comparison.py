@@ -81,14 +81,17 @@ class Cell:
 def cells(runs: Sequence[Run]) -> dict[str, dict[str, Cell]]:
     """{variant: {task: Cell}} over the finished runs, variants in a stable order."""
     table: dict[str, dict[str, Cell]] = {}
+    method_of: dict[str, str] = {}
     for run in runs:
         if run.results is None:
             continue
-        table.setdefault(variant_name(run.results), {}).setdefault(run.task, Cell()).runs.append(run.results)
+        name = variant_name(run.results)
+        method_of.setdefault(name, run_method_name(run.results))
+        table.setdefault(name, {}).setdefault(run.task, Cell()).runs.append(run.results)
 
     def order(name: str) -> tuple:
         # Ours before the peer's; in each, plain LoRA first and full fine-tuning last.
-        method = run_method_name(next(iter(table[name].values())).runs[0])
+        method = method_of[name]
         return (not name.startswith(STACK_NAMES["ours"]), method == "full", method != "lora", name)
 
     return {name: table[name] for name in sorted(table, key=order)}
