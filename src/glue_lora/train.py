@@ -97,14 +97,20 @@ def progress_bar_enabled(setting: bool | str) -> bool:
     return bool(setting)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one model as ``cfg`` says; returns the content written to results.json."""
+def check_run(cfg: DictConfig) -> TaskSpec:
+    """The checks that take seconds, before any work: the data source and every config value."""
     spec = get_task(cfg.task.name)
     if not cfg.get("dry_run"):
         # No data directory, or no network for the Hub: said in seconds, before the config's checks
         # import Lightning and before any model is built.
         check_data_source(spec, cfg.task.data_dir)
     validate(cfg)
+    return spec
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train one model as ``cfg`` says; returns the content written to results.json."""
+    spec = check_run(cfg)
     log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
     # Each group resolved once, into the typed settings that the helpers below get.
     model_settings = ModelSettings.from_config(cfg.model)

@@ -43,14 +43,17 @@ def _is_paused_job() -> bool:
 
 
 class CrashAtStep(L.Callback):
-    """Raise an error (as a bug or a lost GPU would) before training global step ``step``."""
+    """Raise an error (as a bug or a lost GPU would) before training global step ``step``; with
+    ``rank``, on that rank of a distributed run only (the others go on into the step's collectives)."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, rank: int | None = None) -> None:
         self.step = step
+        self.rank = rank
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError(f"CrashAtStep: simulated crash at step {self.step}")
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
+            where = "" if self.rank is None else f" on rank {self.rank}"
+            raise RuntimeError(f"CrashAtStep: simulated crash at step {self.step}{where}")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from glue_lora.utils.errors import RunDirError
+from glue_lora.utils.ranks import is_rank_zero
 from glue_lora.utils.redact import secret_overrides
 from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RUN_MARKERS
 
@@ -105,8 +105,8 @@ class ProtectRunDir(Callback):
     @_exit_on_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_secret_overrides(config)
-        if config.get("dry_run") or os.environ.get("LOCAL_RANK", "0") != "0":
-            return  # a DDP worker that Lightning started joins the run directory of rank 0
+        if config.get("dry_run") or not is_rank_zero():
+            return  # the other ranks of a DDP run (Lightning's, torchrun's, srun's) join rank 0's directory
         if config.get("ckpt_path") or config.get("resume"):
             self._prepare_resume(config)
             return
@@ -166,13 +166,15 @@ class SweepSummary(Callback):
     Rewritten after every job, not only when the sweep ends: Hydra's BasicSweeper re-raises a failed
     job's error once its batch is done, so ``on_multirun_end`` never runs for a sweep with a failure.
     A failed job leaves ``failed.json`` (its error's first line) in its directory and is listed.
+    Only rank 0 writes, where a launcher runs each job in several processes (submitit's
+    ``tasks_per_node``, a sweep under ``torchrun``).
     """
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
         from hydra.types import RunMode
 
-        if config.hydra.mode != RunMode.MULTIRUN:
+        if config.hydra.mode != RunMode.MULTIRUN or not is_rank_zero():
             return
         if job_return.status == JobStatus.FAILED:
             from glue_lora.reports.runs import write_failure
@@ -185,7 +187,8 @@ class SweepSummary(Callback):
         self._write(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._write(Path(str(config.hydra.sweep.dir)))
+        if is_rank_zero():
+            self._write(Path(str(config.hydra.sweep.dir)))
 
     @staticmethod
     def _write(sweep_dir: Path) -> None:

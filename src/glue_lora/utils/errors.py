@@ -32,3 +32,7 @@ class RunDirError(GlueLoraError):
 
 class PushError(GlueLoraError):
     """The Hub refused the upload or could not be reached."""
+
+
+class JobRankError(GlueLoraError):
+    """A process (rank) of a distributed sweep job failed; the job's other ranks were stopped."""
