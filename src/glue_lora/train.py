@@ -28,6 +28,7 @@ from glue_lora.settings.recipes import describe_recipe
 from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
+from glue_lora.training.gpus import rank_device
 from glue_lora.training.optimizers import check_method_optimizer
 from glue_lora.training.param_groups import tier_table
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
@@ -166,7 +167,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)
-    model = build_model(model_settings, lora, spec, method=method, calibration=calibration)
+    model = build_model(
+        model_settings,
+        lora,
+        spec,
+        method=method,
+        calibration=calibration,
+        start_device=rank_device(cfg.trainer),
+    )
     # CorDA's and LoRA-GA's B0 A0, saved with the adapter: the base's residual is rebuilt from them.
     initial = initial_adapter(model) if method.saves_initial_adapter else None
     check_max_length(model, data.max_length, model_settings.name)

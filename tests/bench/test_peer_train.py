@@ -160,3 +160,30 @@ def test_ours_and_the_peer_take_the_same_steps_on_the_same_batches(glue_fixtures
     apart = max((p - q).abs().max().item() for p, q in zip(ours_trained, peer_trained, strict=True))
     moved = min((p - s).abs().max().item() for p, s in zip(ours_trained, start, strict=True))
     assert apart < 1e-6 < moved  # every trained tensor moved, and both stacks moved it alike
+
+
+def test_peer_trainer_uses_the_runs_one_gpu_not_all_visible_ones(tmp_path):
+    from transformers import TrainingArguments
+
+    from glue_lora.bench.peer_stack import use_devices
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16, use_cpu=True)
+    args._n_gpu = 8  # what Trainer's device setup finds on an 8-GPU machine without a launcher
+    assert args.train_batch_size == 128  # DataParallel over all 8: 8x the batch
+    use_devices(args, 1)
+    assert (args.n_gpu, args.train_batch_size) == (1, 16)
+
+
+def test_peer_refuses_devices_auto_on_a_machine_with_several_gpus(
+    monkeypatch, glue_fixtures, token_cache, tmp_path
+):
+    import torch
+
+    from glue_lora.bench.peer_train import check_peer_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    cfg = compose_tiny_run(glue_fixtures, token_cache, tmp_path, ["stack=peer", "trainer.devices=auto"])
+    with pytest.raises(ConfigError, match="several devices"):
+        check_peer_config(cfg)
+    check_peer_config(compose_tiny_run(glue_fixtures, token_cache, tmp_path, ["stack=peer"]))  # devices=1

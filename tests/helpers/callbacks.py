@@ -44,16 +44,23 @@ def _is_paused_job() -> bool:
 
 class CrashAtStep(L.Callback):
     """Raise an error (as a bug or a lost GPU would) before training global step ``step``; with
-    ``rank``, on that rank of a distributed run only (the others go on into the step's collectives)."""
+    ``rank``, on that rank of a distributed run only; with ``seed``, only in the run of that seed;
+    with ``marker``, write that file (its time: when the crash happened) first."""
 
-    def __init__(self, step: int, rank: int | None = None) -> None:
-        self.step = step
-        self.rank = rank
+    def __init__(
+        self, step: int, rank: int | None = None, seed: int | None = None, marker: str | None = None
+    ) -> None:
+        self.step, self.rank, self.seed, self.marker = step, rank, seed, marker
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
-            where = "" if self.rank is None else f" on rank {self.rank}"
-            raise RuntimeError(f"CrashAtStep: simulated crash at step {self.step}{where}")
+        if trainer.global_step != self.step or self.rank not in (None, trainer.global_rank):
+            return
+        if not _is_seed(self.seed):
+            return
+        if self.marker:
+            Path(self.marker).write_text(f"{time.time()}\n")
+        where = "" if self.rank is None else f" on rank {self.rank}"
+        raise RuntimeError(f"CrashAtStep: simulated crash at step {self.step}{where}")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -61,3 +68,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     env.pop(PAUSE_AT, None)
     return {**env, **extra}
+
+
+class HangAtStep(L.Callback):
+    """Block rank ``rank`` before global step ``step``, as a rank stuck in an NCCL collective is
+    blocked: it ignores SIGTERM, and only being killed ends it. With ``seed``, only in the run of
+    that seed (Lightning's ``seed_everything`` records it in ``PL_GLOBAL_SEED``)."""
+
+    def __init__(self, step: int, rank: int, seed: int | None = None) -> None:
+        self.step, self.rank, self.seed = step, rank, seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank and _is_seed(self.seed):
+            while True:
+                time.sleep(0.1)
+
+
+def _is_seed(seed: int | None) -> bool:
+    return seed is None or os.environ.get("PL_GLOBAL_SEED") == str(seed)

@@ -8,8 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from glue_lora.reports.summary import SUMMARY_CSV
 from glue_lora.train import run
-from tests.helpers.runs import ROOT, TINY, compose_train, run_cli
+from tests.helpers.callbacks import subprocess_env
+from tests.helpers.runs import ROOT, TINY, compose_train, job_dirs, read_csv, run_cli
 
 # Without dropout the two runs differ only in the order of float additions (two half-batch means
 # averaged across processes versus one mean over the whole batch).
@@ -61,3 +63,73 @@ def test_ddp_on_cpu_matches_a_single_process_with_the_same_global_batch(glue_fix
     weights_single = load_file(tmp_path / "single" / "adapter" / "adapter_model.safetensors")
     for name, tensor in weights_single.items():
         torch.testing.assert_close(weights_ddp[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def _ddp_sweep(glue_fixtures, token_cache, cwd, extra: list[str]):
+    """`python train.py -m seed=1,2 trainer=ddp trainer.devices=2` in ``cwd``, the default sweep dir."""
+    args = [
+        "-m",
+        "seed=1,2",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        *TINY,
+        "trainer.max_epochs=1",
+        "task=rte",
+        f"paths.glue_dir={glue_fixtures}",
+        f"data.cache_dir={token_cache}",
+        *extra,
+    ]
+    return run_cli("train.py", args, cwd=cwd, env=subprocess_env(), timeout=400)
+
+
+@pytest.mark.slow  # two jobs of two gloo processes each: about a minute on 2 CPU cores
+def test_a_ddp_seed_sweep_leaves_one_sweep_tree_and_a_results_json_per_job(
+    glue_fixtures, token_cache, tmp_path
+):
+    done = _ddp_sweep(glue_fixtures, token_cache, tmp_path, [])
+    assert done.returncode == 0, done.stderr[-4000:]
+    (saved,) = tmp_path.glob("**/multirun.yaml")  # no second tree from the other ranks
+    sweep = saved.parent
+    jobs = job_dirs(sweep)
+    assert [json.loads((d / "results.json").read_text())["seed"] for d in jobs] == [1, 2]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.glob("**/results.json")) == [
+        d.relative_to(tmp_path) / "results.json" for d in jobs
+    ]
+    for job in jobs:  # rank 1 ran in the job's directory and wrote no config of its own
+        assert (job / "train_ddp_process_1.log").is_file()
+        saved_config = sorted(p.name for p in (job / ".hydra").iterdir())
+        assert saved_config == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    (row,) = read_csv(sweep / SUMMARY_CSV)
+    assert (row["n"], row["failed"]) == ("2", "0")
+
+
+@pytest.mark.slow  # as above
+def test_a_rank_that_fails_ends_its_job_which_is_recorded_failed_and_the_next_job_runs(
+    glue_fixtures, token_cache, tmp_path
+):
+    marker = tmp_path / "crashed"
+    # In the seed-1 job, rank 1 raises while rank 0 blocks as a rank waiting in a collective would
+    # (where NCCL would wait for its timeout); only being killed ends it.
+    faults = [
+        "+callbacks.crash._target_=tests.helpers.callbacks.CrashAtStep",
+        "+callbacks.crash.step=1",
+        "+callbacks.crash.rank=1",
+        "+callbacks.crash.seed=1",
+        f"+callbacks.crash.marker={marker}",
+        "+callbacks.hang._target_=tests.helpers.callbacks.HangAtStep",
+        "+callbacks.hang.step=1",
+        "+callbacks.hang.rank=0",
+        "+callbacks.hang.seed=1",
+    ]
+    done = _ddp_sweep(glue_fixtures, token_cache, tmp_path, faults)
+    assert done.returncode != 0  # Hydra re-raises a failed job's error once the sweep is done
+    (saved,) = tmp_path.glob("**/multirun.yaml")
+    failed, finished = job_dirs(saved.parent)
+    error = json.loads((failed / "failed.json").read_text())["error"]
+    assert error.startswith("JobRankError: rank 1 of 2 exited with code 1: RuntimeError: CrashAtStep"), error
+    assert (failed / "failed.json").stat().st_mtime - float(marker.read_text()) < 60
+    assert not (failed / "results.json").exists()
+    assert json.loads((finished / "results.json").read_text())["seed"] == 2
+    (row,) = read_csv(saved.parent / SUMMARY_CSV)
+    assert (row["n"], row["failed"]) == ("1", "1")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
+from glue_lora.model.data_driven_starts import computes_start
+from glue_lora.settings.method import method_settings
 from glue_lora.training import gpus
-from tests.helpers.runs import CONF
+from tests.helpers.runs import CONF, compose_train
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +71,27 @@ def test_the_callback_is_on_in_every_run():
         cfg = compose(config_name="train", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
     callback = cfg.hydra.callbacks.gpu_per_job
     assert callback._target_ == "glue_lora.training.hydra_callbacks.OneGpuPerJob" and callback.enabled
+
+
+@pytest.mark.parametrize(
+    ("trainer", "env", "device"),
+    [
+        ({"accelerator": "gpu", "devices": 8}, {"LOCAL_RANK": "3"}, "cuda:3"),
+        ({"accelerator": "auto", "devices": -1}, {"SLURM_LOCALID": "5"}, "cuda:5"),  # srun
+        ({"accelerator": "gpu", "devices": [2, 3]}, {"LOCAL_RANK": "1"}, "cuda:3"),
+        ({"accelerator": "gpu", "devices": "2,3"}, {}, "cuda:2"),
+        ({"accelerator": "cpu", "devices": 2}, {"LOCAL_RANK": "1"}, None),
+    ],
+)
+def test_a_computed_start_runs_on_the_ranks_own_gpu(trainer, env, device):
+    assert gpus.rank_device(trainer, env, cuda=True) == device
+    assert gpus.rank_device(trainer, env, cuda=False) is None  # no GPU: the CPU, as before
+
+
+@pytest.mark.parametrize(
+    ("method", "computed"),
+    [("pissa", True), ("olora", True), ("eva", True), ("corda", True), ("lora_ga", True), ("lora", False)],
+)
+def test_which_starts_are_computed(method, computed):
+    cfg = compose_train([f"method={method}"])
+    assert computes_start(method_settings(cfg.method, cfg.lora)) is computed

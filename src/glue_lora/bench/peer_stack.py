@@ -81,10 +81,12 @@ def peer_training_arguments(
     max_steps: int,
     warmup: int,
     group_by_length: bool,
+    devices: int = 1,
     **extra: Any,
 ) -> TrainingArguments:
-    """The ``TrainingArguments`` of our config's optimizer, schedule, batch, clipping and precision;
-    ``extra`` adds or replaces arguments (evaluation and saving strategies, accumulation)."""
+    """The ``TrainingArguments`` of our config's optimizer, schedule, batch, clipping and precision,
+    on ``devices`` GPUs as our run (see ``use_devices``); ``extra`` adds or replaces arguments
+    (evaluation and saving strategies, accumulation)."""
     optimizer = cfg.optimizer
     betas = list(optimizer.get("betas", [0.9, 0.999]))
     precision = str(cfg.trainer.precision)
@@ -115,4 +117,13 @@ def peer_training_arguments(
         else:
             kwargs["group_by_length"] = True
     kwargs.update(extra)
-    return TrainingArguments(**kwargs)
+    return use_devices(TrainingArguments(**kwargs), devices)
+
+
+def use_devices(args: TrainingArguments, devices: int) -> TrainingArguments:
+    """At most ``devices`` GPUs for ``Trainer``. Started without a launcher, it wraps the model in
+    ``DataParallel`` over every visible GPU (``n_gpu = torch.cuda.device_count()``), which multiplies
+    the batch by their number; transformers caps ``_n_gpu`` the same way for model parallelism."""
+    if args.n_gpu > devices:
+        args._n_gpu = devices
+    return args

@@ -26,7 +26,7 @@ from glue_lora.data.tasks import TaskSpec, get_task
 from glue_lora.settings.lora import lora_dict
 from glue_lora.settings.method import FULL, LORA, method_settings
 from glue_lora.settings.validation import validate
-from glue_lora.training.batching import plan_batches
+from glue_lora.training.batching import count_devices, plan_batches
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.errors import ConfigError
 from glue_lora.utils.run_files import ADAPTER, RESULTS
@@ -46,7 +46,7 @@ def check_peer_config(cfg: DictConfig) -> None:
     optimizer = str(cfg.optimizer.get("_target_", ""))
     if not optimizer.endswith("AdamW"):
         asked.append(f"the optimizer {optimizer}")
-    if int(cfg.trainer.get("devices") or 1) != 1 or int(cfg.trainer.get("num_nodes") or 1) != 1:
+    if count_devices(cfg.trainer) != 1:  # "auto" on a machine with several GPUs too
         asked.append("several devices")
     method = method_settings(cfg.get("method"), cfg.get("lora"))
     if method not in (LORA, FULL):
@@ -146,6 +146,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_strategy="no",
         logging_strategy="no",
         disable_tqdm=not sys.stdout.isatty(),
+        devices=plan.devices,
     )
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.data.get("pad_to_multiple_of"))
     trainer = TimedTrainer(

@@ -108,10 +108,23 @@ def after_wrap(peft_model: nn.Module, method: MethodSettings, batches: Sequence[
     peft_model.train(was_training)
 
 
+# Starts derived from the pretrained weights by an SVD or a QR (peft ``init_lora_weights``).
+WEIGHT_DERIVED_STARTS = ("pissa", "olora")
+
+
+def computes_start(method: MethodSettings) -> bool:
+    """Whether ``method``'s start is computed (an SVD, a QR, a pass over train batches): work that
+    belongs on the rank's own accelerator, not on its CPU."""
+    start = method.start
+    if method.peft_type != "lora" or not isinstance(start, str):
+        return False
+    return start in DATA_DRIVEN_STARTS or start.startswith(WEIGHT_DERIVED_STARTS)
+
+
 def initial_adapter(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Each LoRA layer's B0 and A0 as the start left them, by their names in the model."""
+    """Each LoRA layer's B0 and A0 as the start left them, by their names in the model (on the CPU)."""
     return {
-        name: p.detach().clone()
+        name: p.detach().cpu().clone()
         for name, p in model.named_parameters()
         if ".lora_A." in name or ".lora_B." in name
     }

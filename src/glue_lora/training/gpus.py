@@ -15,9 +15,11 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from glue_lora.utils.ranks import local_rank
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +93,25 @@ def pin_job_to_gpu(
         log.info("Job %d runs on GPU %s (CUDA_VISIBLE_DEVICES=%s).", job_num, gpu, gpu)
     env["CUDA_VISIBLE_DEVICES"] = gpu
     return gpu
+
+
+def rank_device(
+    trainer: Mapping[str, Any], env: Mapping[str, str] = os.environ, cuda: bool | None = None
+) -> str | None:
+    """The GPU this rank trains on (``cuda:<id>``), before Lightning has set it; None on the CPU.
+
+    As Lightning assigns them: local rank r gets the r-th of ``trainer.devices`` when that lists
+    ids (``[2, 3]``, ``"2,3"``), else GPU r of the visible ones.
+    """
+    import torch
+
+    if str(trainer.get("accelerator", "auto")) not in ("auto", "gpu", "cuda"):
+        return None
+    if not (torch.cuda.is_available() if cuda is None else cuda):
+        return None
+    rank = local_rank(env)
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, str) and "," in devices:
+        devices = [int(d) for d in devices.split(",") if d.strip()]
+    ids = list(devices) if isinstance(devices, list | tuple) else []
+    return f"cuda:{ids[rank] if rank < len(ids) else rank}"

@@ -13,7 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from glue_lora.utils.errors import RunDirError
-from glue_lora.utils.ranks import is_rank_zero
+from glue_lora.utils.ranks import is_rank_zero, launched_rank, launched_world_size
 from glue_lora.utils.redact import secret_overrides
 from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RUN_MARKERS
 
@@ -105,8 +105,9 @@ class ProtectRunDir(Callback):
     @_exit_on_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_secret_overrides(config)
+        _one_run_dir_for_all_ranks(config)
         if config.get("dry_run") or not is_rank_zero():
-            return  # the other ranks of a DDP run (Lightning's, torchrun's, srun's) join rank 0's directory
+            return
         if config.get("ckpt_path") or config.get("resume"):
             self._prepare_resume(config)
             return
@@ -147,6 +148,25 @@ class ProtectRunDir(Callback):
                 n += 1
             with read_write(config.hydra):
                 config.hydra.output_subdir = f"{subdir}/resume-{n}"
+
+
+def _one_run_dir_for_all_ranks(config: DictConfig) -> None:
+    """The ranks that torchrun or srun start each compose their own config: they must name one run
+    directory (the default has the start time in it, which differs between processes). Ranks other
+    than 0 join it: they write no ``.hydra/`` and log to ``<job name>_ddp_process_<rank>.log``."""
+    if launched_world_size() > 1 and not _user_set(config, "hydra.run.dir"):
+        raise RunDirError(
+            f"This run has {launched_world_size()} processes started by a launcher (torchrun, srun), "
+            "and each would pick its own default run directory from its start time. Name the run's "
+            "directory: add hydra.run.dir=outputs/<name> (under SLURM e.g. "
+            "hydra.run.dir=outputs/slurm-$SLURM_JOB_ID)."
+        )
+    if is_rank_zero():
+        return
+    with read_write(config.hydra):
+        config.hydra.output_subdir = None
+        if "_ddp_process_" not in str(config.hydra.job.name):
+            config.hydra.job.name = f"{config.hydra.job.name}_ddp_process_{launched_rank()}"
 
 
 def _refuse_secret_overrides(config: DictConfig) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from glue_lora.utils.ranks import is_rank_zero
+
 log = logging.getLogger(__name__)
 
 
@@ -30,13 +32,32 @@ def build_loggers(logger_cfg: DictConfig | None, hparams: dict[str, Any], group:
     from hydra.utils import instantiate
 
     loggers = []
+    zero = is_rank_zero()
     for conf in (logger_cfg or {}).values():
-        logger = _start_wandb(conf, group, seed) if _is_wandb(conf) else instantiate(conf)
+        if _is_wandb(conf):
+            # Only rank 0 starts a W&B run; the others keep an unstarted logger, as Lightning's do.
+            logger = (
+                _start_wandb(conf, group, seed)
+                if zero
+                else instantiate(conf, **_wandb_names(conf, group, seed))
+            )
+        else:
+            logger = instantiate(conf)
         if logger is None:
             continue
-        logger.log_hyperparams(hparams)
+        if zero:
+            logger.log_hyperparams(hparams)
         loggers.append(logger)
     return loggers
+
+
+def _wandb_names(conf: DictConfig, group: str, seed: int) -> dict[str, Any]:
+    names: dict[str, Any] = {}
+    if conf.get("group") is None:
+        names["group"] = group
+    if conf.get("name") is None:
+        names["name"] = f"{names.get('group', conf.get('group'))}-seed{seed}"
+    return names
 
 
 def _start_wandb(conf: DictConfig, group: str, seed: int) -> Any | None:
@@ -50,11 +71,7 @@ def _start_wandb(conf: DictConfig, group: str, seed: int) -> Any | None:
         return None
     if wandb.run is not None:  # left open by an earlier run of this process that failed
         wandb.finish(exit_code=1)
-    names: dict[str, Any] = {}
-    if conf.get("group") is None:
-        names["group"] = group
-    if conf.get("name") is None:
-        names["name"] = f"{names.get('group', conf.get('group'))}-seed{seed}"
+    names = _wandb_names(conf, group, seed)
     attempts = [{}] if conf.get("mode") == "offline" else [{}, {"mode": "offline"}]
     for extra in attempts:
         try:

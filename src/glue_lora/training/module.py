@@ -78,6 +78,7 @@ class GlueLoRAModule(L.LightningModule):
             output.loss,
             batch_size=batch["input_ids"].shape[0],
             add_dataloader_idx=False,
+            sync_dist=True,  # each rank's mean over its batches, averaged over the ranks once per epoch
         )
         preds = predictions_from_logits(self.spec, output.logits)
         self.val_metrics[dataloader_idx].update(preds, batch["labels"])
@@ -88,8 +89,14 @@ class GlueLoRAModule(L.LightningModule):
             values = {name: float(v) for name, v in metrics.compute().items()}
             metrics.reset()
             for name, value in values.items():
+                # torchmetrics' compute() has gathered every rank's predictions, so the value is the
+                # same on all ranks; sync_dist averages those equal values (and tells Lightning so).
                 self.log(
-                    f"{SPLIT_PREFIX[split]}/{name}", value, prog_bar=split == "dev", add_dataloader_idx=False
+                    f"{SPLIT_PREFIX[split]}/{name}",
+                    value,
+                    prog_bar=split == "dev",
+                    add_dataloader_idx=False,
+                    sync_dist=True,
                 )
             entry[SPLIT_RESULT_KEY[split]] = values
         if not self.trainer.sanity_checking:
