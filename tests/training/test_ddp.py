@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import open_dict
 from safetensors.torch import load_file
 
 from glue_lora.reports.summary import SUMMARY_CSV
@@ -42,6 +43,7 @@ def test_ddp_on_cpu_matches_a_single_process_with_the_same_global_batch(glue_fix
     assert "effective batch size 16 (per device 8" in done.stdout
     output = done.stdout + done.stderr  # Lightning's lines go through Hydra's console handler
     assert "world_size=2" in output or "distributed_backend=gloo" in output
+    assert "sync_dist" not in output  # every epoch-level value is logged as synced across ranks
 
     # rank 0 wrote the results; rank 1 joined the same directory and wrote no config or results
     assert sorted(p.name for p in ddp_dir.glob("**/results.json")) == ["results.json"]
@@ -83,12 +85,13 @@ def _ddp_sweep(glue_fixtures, token_cache, cwd, extra: list[str]):
     return run_cli("train.py", args, cwd=cwd, env=subprocess_env(), timeout=400)
 
 
-@pytest.mark.slow  # two jobs of two gloo processes each: about a minute on 2 CPU cores
+@pytest.mark.slow  # two jobs of two gloo processes each: 1-2 minutes on 2 CPU cores
 def test_a_ddp_seed_sweep_leaves_one_sweep_tree_and_a_results_json_per_job(
     glue_fixtures, token_cache, tmp_path
 ):
     done = _ddp_sweep(glue_fixtures, token_cache, tmp_path, [])
     assert done.returncode == 0, done.stderr[-4000:]
+    assert "sync_dist" not in done.stdout + done.stderr  # no Lightning hint about unsynced values
     (saved,) = tmp_path.glob("**/multirun.yaml")  # no second tree from the other ranks
     sweep = saved.parent
     jobs = job_dirs(sweep)
@@ -133,3 +136,36 @@ def test_a_rank_that_fails_ends_its_job_which_is_recorded_failed_and_the_next_jo
     assert json.loads((finished / "results.json").read_text())["seed"] == 2
     (row,) = read_csv(saved.parent / SUMMARY_CSV)
     assert (row["n"], row["failed"]) == ("1", "1")
+
+
+RANK_ONE_OF_TORCHRUN = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_ranks_started_by_torchrun_or_srun_must_name_their_run_dir(tmp_path):
+    # each process would pick its own timestamped default directory
+    done = run_cli("train.py", ["model=tiny_roberta", "dry_run=true"], cwd=tmp_path, env=RANK_ONE_OF_TORCHRUN)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "hydra.run.dir=" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_a_torchrun_rank_other_than_zero_joins_the_run_dir_without_writing_its_config(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["model=tiny_roberta", "dry_run=true", f"hydra.run.dir={run_dir}"]
+    done = run_cli("train.py", args, cwd=tmp_path, env=RANK_ONE_OF_TORCHRUN)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["train_ddp_process_1.log"]  # no .hydra/
+
+
+def test_only_rank_zero_starts_a_wandb_run(monkeypatch, tmp_path):
+    import wandb
+
+    from glue_lora.training.loggers import build_loggers
+
+    monkeypatch.setenv("RANK", "1")  # torchrun's rank 1, before any Trainer exists
+    cfg = compose_train(["logger=wandb", f"hydra.run.dir={tmp_path}"], tmp_path)
+    with open_dict(cfg):
+        cfg.logger.wandb.save_dir = str(tmp_path)
+    loggers = build_loggers(cfg.logger, {"seed": 0}, "rte-tiny-r8", 0)
+    assert any(type(lg).__name__ == "WandbLogger" for lg in loggers)
+    assert wandb.run is None and not (tmp_path / "wandb").exists()
