@@ -110,3 +110,26 @@ def test_ranks_that_all_finish_end_the_job_cleanly(tmp_path):
     done = [_python(f"open({str(tmp_path / f'rank{r}')!r}, 'w').write('ok')") for r in range(2)]
     run_ranks(done, [{}, {}], poll_seconds=0.05, stderr_sink=io.BytesIO())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0", "rank1"]
+
+
+def test_a_sigterm_reaches_every_rank_which_may_save_before_the_job_exits_143(tmp_path):
+    import os
+    import signal
+    import threading
+
+    # each fake rank, told to stop, "saves its checkpoint" and exits 143 as train.py does
+    ranks = [
+        _python(
+            "import signal, sys, time\n"
+            "def stop(*_):\n"
+            f"    open({str(tmp_path / f'saved{r}')!r}, 'w').write('ok'); sys.exit(143)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "time.sleep(600)"
+        )
+        for r in range(2)
+    ]
+    threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()  # once both have started
+    with pytest.raises(SystemExit) as exit_:
+        run_ranks(ranks, [{}, {}], poll_seconds=0.05, stderr_sink=io.BytesIO())
+    assert exit_.value.code == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved0", "saved1"]
