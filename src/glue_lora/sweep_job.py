@@ -33,8 +33,14 @@ def ranks_to_start(cfg: DictConfig) -> int:
         return 0
     from glue_lora.training.job_ranks import processes_to_start
 
-    trainer = {key: OmegaConf.to_container(cfg.trainer, resolve=True).get(key) for key in PROCESS_KEYS}
-    return processes_to_start({k: v for k, v in trainer.items() if v is not None})
+    trainer = {}
+    for key in PROCESS_KEYS:  # only these are resolved: the run's own checks come later, in the ranks
+        value = cfg.trainer.get(key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if value is not None:
+            trainer[key] = value
+    return processes_to_start(trainer)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
