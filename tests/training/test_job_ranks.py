@@ -133,3 +133,33 @@ def test_a_sigterm_reaches_every_rank_which_may_save_before_the_job_exits_143(tm
         run_ranks(ranks, [{}, {}], poll_seconds=0.05, stderr_sink=io.BytesIO())
     assert exit_.value.code == 143
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved0", "saved1"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "overrides", "n"),
+    [
+        ("MULTIRUN", [], 2),
+        ("MULTIRUN", ["dry_run=true"], 0),  # builds on the meta device: no processes
+        ("MULTIRUN", ["trainer.devices=1"], 0),
+        ("RUN", [], 0),  # a single run: Lightning's own launcher starts its ranks
+    ],
+)
+def test_which_jobs_start_their_ranks_from_the_sweeps_process(mode, overrides, n, monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from glue_lora.sweep_job import ranks_to_start
+    from tests.helpers.runs import CONF
+
+    for name in ("LOCAL_RANK", "RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    ddp = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *overrides]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=ddp, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode[mode]
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
+    HydraConfig.instance().set_config(cfg)
+    assert ranks_to_start(cfg) == n
