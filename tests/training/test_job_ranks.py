@@ -86,7 +86,7 @@ def test_processes_to_start(trainer, env, n, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert processes_to_start(trainer, env) == n
+    assert processes_to_start(trainer) == n
 
 
 def _python(code: str) -> list[str]:

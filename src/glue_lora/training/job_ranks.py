@@ -53,13 +53,13 @@ def relaunches_script(strategy: Any) -> bool:
     return issubclass(entry["strategy"], DDPStrategy | FSDPStrategy) and start == "popen"
 
 
-def started_by_a_launcher(env: Mapping[str, str] = os.environ) -> bool:
+def started_by_a_launcher() -> bool:
     """Whether this process is a rank that torchrun, SLURM's srun, LSF, MPI or Lightning started.
 
     The checks are Lightning's own (the cluster environments it picks from): in such a process
     Lightning starts no processes, and neither do we.
     """
-    if "LOCAL_RANK" in env:
+    if "LOCAL_RANK" in os.environ:
         return True
     from lightning.fabric.plugins.environments import (
         LSFEnvironment,
@@ -72,11 +72,11 @@ def started_by_a_launcher(env: Mapping[str, str] = os.environ) -> bool:
     return any(environment.detect() for environment in environments)
 
 
-def processes_to_start(trainer: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> int:
+def processes_to_start(trainer: Mapping[str, Any]) -> int:
     """How many ranks of a sweep job this process must start: the job's processes on this node when
     Lightning would start them by re-running the script, else 0 (the job runs in this process)."""
     nodes = int(trainer.get("num_nodes", 1) or 1)
-    if nodes != 1 or not relaunches_script(trainer.get("strategy", "auto")) or started_by_a_launcher(env):
+    if nodes != 1 or not relaunches_script(trainer.get("strategy", "auto")) or started_by_a_launcher():
         return 0
     n = count_devices(trainer)
     return n if n > 1 else 0
