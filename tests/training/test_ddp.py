@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -169,3 +171,39 @@ def test_only_rank_zero_starts_a_wandb_run(monkeypatch, tmp_path):
     loggers = build_loggers(cfg.logger, {"seed": 0}, "rte-tiny-r8", 0)
     assert any(type(lg).__name__ == "WandbLogger" for lg in loggers)
     assert wandb.run is None and not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.slow  # two gloo processes: about a minute on 2 CPU cores
+def test_a_run_started_by_torchrun(glue_fixtures, token_cache, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        *TINY,
+        "trainer.max_epochs=1",
+        "task=rte",
+        f"paths.glue_dir={glue_fixtures}",
+        f"data.cache_dir={token_cache}",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={run_dir}",
+    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*command, str(ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in done.stdout + done.stderr  # Lightning took torchrun's ranks
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.glob("**/results.json")) == [
+        run_dir.relative_to(tmp_path) / "results.json"
+    ]
+    assert sorted(p.name for p in (run_dir / ".hydra").iterdir()) == [
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
+    assert (run_dir / "train_ddp_process_1.log").is_file()
