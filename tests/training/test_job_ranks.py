@@ -28,6 +28,7 @@ def test_each_rank_is_a_single_run_of_the_jobs_overrides_in_its_directory():
     # the job's own values (an Optuna trial's too), never the sweep's -m or its comma lists
     assert zero[: 2 + len(overrides)] == [*SCRIPT, *overrides]
     assert "-m" not in zero and "--multirun" not in zero
+    assert "hydra.mode=RUN" in zero
     assert f"hydra.run.dir=${{oc.env:{RUN_DIR_VARIABLE}}}" in zero
     assert "hydra.output_subdir=null" in zero  # .hydra/ is the sweep job's, saved once
     assert not any(a.startswith("hydra.job.name=") for a in zero)  # rank 0 logs to the job's train.log
@@ -163,3 +164,20 @@ def test_which_jobs_start_their_ranks_from_the_sweeps_process(mode, overrides, n
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
     HydraConfig.instance().set_config(cfg)
     assert ranks_to_start(cfg) == n
+
+
+def test_a_rank_of_an_experiment_that_sweeps_by_itself_is_still_a_single_run(tmp_path):
+    # experiment=lora_vs_full sets hydra.mode: MULTIRUN; a rank started with its overrides must not sweep
+    import os
+    import subprocess
+
+    from tests.helpers.runs import ROOT
+
+    run_dir = tmp_path / "job"
+    overrides = ["experiment=lora_vs_full", "model=tiny_roberta", "dry_run=true"]
+    command = rank_command([sys.executable, str(ROOT / "train.py")], overrides, 0)
+    env = {**os.environ, RUN_DIR_VARIABLE: str(run_dir)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.rglob("multirun.yaml"))
+    assert "effective batch size" in done.stdout

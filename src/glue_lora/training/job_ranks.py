@@ -97,9 +97,10 @@ def rank_command(script: Sequence[str], overrides: Sequence[str], rank: int) -> 
 
     Hydra writes nothing to ``.hydra/`` (the sweep saved the job's config there); rank 0 logs to the
     job's ``train.log`` and rank r to ``train_ddp_process_r.log``, as in a single DDP run.
+    ``hydra.mode=RUN``: an experiment that sets ``hydra.mode: MULTIRUN`` would make each rank a sweep.
     """
     run_dir = f"hydra.run.dir=${{oc.env:{RUN_DIR_VARIABLE}}}"
-    command = [*script, *overrides, run_dir, "hydra.output_subdir=null"]
+    command = [*script, *overrides, "hydra.mode=RUN", run_dir, "hydra.output_subdir=null"]
     if rank > 0:
         command.append(f"hydra.job.name=train_ddp_process_{rank}")
     return command
