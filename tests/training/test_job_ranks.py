@@ -4,6 +4,8 @@ watch that ends a job as soon as one of its ranks fails (fake ranks: short Pytho
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
 import time
 
@@ -18,6 +20,7 @@ from glue_lora.training.job_ranks import (
     run_ranks,
 )
 from glue_lora.utils.errors import JobRankError
+from tests.helpers.runs import ROOT
 
 SCRIPT = [sys.executable, "/abs/train.py"]
 
@@ -168,11 +171,6 @@ def test_which_jobs_start_their_ranks_from_the_sweeps_process(mode, overrides, n
 
 def test_a_rank_of_an_experiment_that_sweeps_by_itself_is_still_a_single_run(tmp_path):
     # experiment=lora_vs_full sets hydra.mode: MULTIRUN; a rank started with its overrides must not sweep
-    import os
-    import subprocess
-
-    from tests.helpers.runs import ROOT
-
     run_dir = tmp_path / "job"
     overrides = ["experiment=lora_vs_full", "model=tiny_roberta", "dry_run=true"]
     command = rank_command([sys.executable, str(ROOT / "train.py")], overrides, 0)
