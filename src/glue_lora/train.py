@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -114,6 +115,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
     lr_tiers = OmegaConf.to_container(cfg.lr_tiers, resolve=True) if cfg.get("lr_tiers") else None
     plan = plan_batches(data.batch_size, data.global_batch_size, trainer_settings(cfg.trainer))
+    # lowered where more devices than the reference's share the global batch
+    data = dataclasses.replace(data, batch_size=plan.per_device)
     check_method_optimizer(method, lr_tiers)
 
     def report(counts: ParamCounts, model: torch.nn.Module) -> None:
