@@ -102,6 +102,8 @@ PRECISIONS = (
     "16-true",
     "bf16-true",
 )
+# Lightning's "true" half precisions convert every weight, trained ones included: refused.
+HALF_WEIGHT_PRECISIONS = ("16-true", "bf16-true")
 
 
 def _describe(expected: Any) -> str:
@@ -270,6 +272,15 @@ def check_ranges(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)} "
             "(e.g. 32-true on CPU, bf16-mixed on a recent GPU)."
+        )
+    if str(precision) in HALF_WEIGHT_PRECISIONS:
+        mixed = "bf16-mixed" if str(precision).startswith("bf16") else "16-mixed"
+        half = "bfloat16" if mixed == "bf16-mixed" else "float16"
+        raise ConfigError(
+            f"trainer.precision={precision} casts the whole model to half precision, the trained "
+            "weights (LoRA, head) too, so AdamW would update half-precision weights and lose the "
+            f"small updates. Use trainer.precision={mixed} (fp32 trained weights, half-precision "
+            f"compute), with model.frozen_dtype={half} to store the frozen weights in half precision."
         )
 
 
