@@ -21,6 +21,7 @@ from glue_lora.model.backbone import build_config, build_tokenizer, check_max_le
 from glue_lora.model.build import build_model
 from glue_lora.model.data_driven_starts import initial_adapter
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
+from glue_lora.model.quantization import RunDevice
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
 from glue_lora.settings.method import MethodSettings, method_label, method_settings
@@ -163,7 +164,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)
-    model = build_model(model_settings, lora, spec, method=method, calibration=calibration)
+    run_device = RunDevice(str(cfg.trainer.precision), cfg.trainer.get("devices", 1))
+    model = build_model(model_settings, lora, spec, method=method, calibration=calibration, run=run_device)
     # CorDA's and LoRA-GA's B0 A0, saved with the adapter: the base's residual is rebuilt from them.
     initial = initial_adapter(model) if method.saves_initial_adapter else None
     check_max_length(model, data.max_length, model_settings.name)

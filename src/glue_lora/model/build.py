@@ -11,6 +11,7 @@ from glue_lora.data.tasks import TaskSpec
 from glue_lora.model.backbone import build_backbone, maybe_compile
 from glue_lora.model.lora import init_lora_a
 from glue_lora.model.methods import apply_method
+from glue_lora.model.quantization import RunDevice
 from glue_lora.settings.lora import LoraSettings
 from glue_lora.settings.method import MethodSettings, method_settings
 from glue_lora.settings.model import ModelSettings
@@ -23,13 +24,14 @@ def build_model(
     device: str | None = None,
     method: MethodSettings | None = None,
     calibration: Sequence[Mapping[str, torch.Tensor]] | None = None,
+    run: RunDevice | None = None,
 ) -> torch.nn.Module:
     """The backbone with its task head, made trainable by ``method`` (default: LoRA with ``lora``,
     or full fine-tuning when ``lora`` is None); ``calibration``: train batches for a data-driven
-    start (EVA, CorDA, LoRA-GA)."""
+    start (EVA, CorDA, LoRA-GA); ``run``: the precision and devices a 4-bit model is loaded for."""
     model_cfg = model.config
     method = method or method_settings(None, lora)
-    backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
+    backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device, run=run)
     wrapped = apply_method(backbone, method, lora, model.lora_targets, model.trained_in_full, calibration)
     plain_lora = method.peft_type == "lora" and not method.peft_options.get("init_lora_weights")
     if plain_lora:
