@@ -26,12 +26,14 @@ from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
 from glue_lora.settings.method import MethodSettings, method_label, method_settings
 from glue_lora.settings.model import ModelSettings
+from glue_lora.settings.precision import PrecisionSettings
 from glue_lora.settings.recipes import describe_recipe
 from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
 from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_arguments, trainer_settings
 from glue_lora.training.optimizers import check_method_optimizer
 from glue_lora.training.param_groups import tier_table
+from glue_lora.training.tf32 import set_matmul_precision
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
 from glue_lora.utils.quiet import route_library_logs_through_hydra
@@ -108,6 +110,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         check_data_source(spec, cfg.task.data_dir)
     validate(cfg)
     log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
+    precision = PrecisionSettings.from_config(cfg)
+    print(precision.describe())
     # Each group resolved once, into the typed settings that the helpers below get.
     model_settings = ModelSettings.from_config(cfg.model)
     method = method_settings(cfg.get("method"), cfg.get("lora"))
@@ -154,6 +158,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return done
     resume_from = prepare_resume(resume, config, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
+    if tf32 := set_matmul_precision(precision.tf32, precision.is_fp32, str(cfg.trainer.accelerator)):
+        print(tf32)
     tokenizer = build_tokenizer(
         model_settings.config, build_config(model_settings.config, spec.num_labels, spec.is_regression)
     )
@@ -164,7 +170,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)
-    run_device = RunDevice(str(cfg.trainer.precision), cfg.trainer.get("devices", 1))
+    run_device = RunDevice(precision.precision, cfg.trainer.get("devices", 1))
     model = build_model(model_settings, lora, spec, method=method, calibration=calibration, run=run_device)
     # CorDA's and LoRA-GA's B0 A0, saved with the adapter: the base's residual is rebuilt from them.
     initial = initial_adapter(model) if method.saves_initial_adapter else None

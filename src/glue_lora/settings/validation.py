@@ -10,6 +10,7 @@ other keys (a new setting there must be added to its table). Arguments of ``_tar
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,8 @@ TOP_LEVEL: dict[str, Any] = {
     "stack": STR,
     "deterministic": BOOL,
     "dry_run": BOOL,
+    "tf32": BOOL,
+    "recipe_precision": (STR, OPT),
     "resume": BOOL,
     "ckpt_path": (STR, OPT),
     "model.pretrained": BOOL,
@@ -267,6 +270,13 @@ def check_ranges(cfg: DictConfig) -> None:
         )
     if isinstance(interval, int) and interval < 1:
         _positive_int(interval, "trainer.val_check_interval", "1000")
+    if trainer.get("devices") == 0:
+        raise ConfigError(
+            f"trainer.devices=0: no GPU is visible to this process (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, or no NVIDIA driver), and "
+            "trainer=gpu_node trains on every visible GPU. Run on a GPU node, give a count "
+            "(trainer.devices=8), or train on CPU processes (trainer=ddp trainer.accelerator=cpu)."
+        )
     precision = trainer.get("precision")
     if precision is not None and str(precision) not in PRECISIONS:
         raise ConfigError(
