@@ -62,6 +62,7 @@ def report_parameters(
     lora: LoraSettings | None,
     lr_tiers: dict[str, Any] | None,
     lr: float,
+    precision: PrecisionSettings,
 ) -> None:
     print(f"method {method_label(method, lora)}: {counts.trainable:,} trainable parameters")
     print(counts.table())
@@ -70,6 +71,7 @@ def report_parameters(
     if lr_tiers:
         print(tier_table(model, lr_tiers, lr))
     print(plan.describe())
+    print(precision.describe())
 
 
 def dry_run(
@@ -111,7 +113,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
     precision = PrecisionSettings.from_config(cfg)
-    print(precision.describe())
     # Each group resolved once, into the typed settings that the helpers below get.
     model_settings = ModelSettings.from_config(cfg.model)
     method = method_settings(cfg.get("method"), cfg.get("lora"))
@@ -125,7 +126,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_method_optimizer(method, lr_tiers)
 
     def report(counts: ParamCounts, model: torch.nn.Module) -> None:
-        report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr)
+        report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr, precision)
 
     if cfg.get("dry_run"):
         return dry_run(model_settings, method, lora, spec, data.max_length, report)
