@@ -14,8 +14,42 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from glue_lora.utils.errors import ConfigError
+
 PRESET_PRECISION = re.compile(r"^\$\{precision:\s*([^}]+?)\s*\}$")
 FP32 = ("32", "32-true")
+PRECISIONS = (
+    "64",
+    "64-true",
+    "32",
+    "32-true",
+    "16",
+    "16-mixed",
+    "bf16",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+)
+# Lightning's "true" half precisions convert every weight, trained ones included: refused.
+HALF_WEIGHT_PRECISIONS = ("16-true", "bf16-true")
+
+
+def check_precision(precision: Any) -> None:
+    """Refuse an unknown ``trainer.precision``, and the ones that would train half-precision weights."""
+    if precision is not None and str(precision) not in PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)} "
+            "(e.g. 32-true on CPU, bf16-mixed on a recent GPU)."
+        )
+    if str(precision) in HALF_WEIGHT_PRECISIONS:
+        mixed = "bf16-mixed" if str(precision).startswith("bf16") else "16-mixed"
+        half = "bfloat16" if mixed == "bf16-mixed" else "float16"
+        raise ConfigError(
+            f"trainer.precision={precision} casts the whole model to half precision, the trained "
+            "weights (LoRA, head) too, so AdamW would update half-precision weights and lose the "
+            f"small updates. Use trainer.precision={mixed} (fp32 trained weights, half-precision "
+            f"compute), with model.frozen_dtype={half} to store the frozen weights in half precision."
+        )
 
 
 def _hydra_run() -> tuple[str | None, list[str]]:

@@ -10,7 +10,6 @@ other keys (a new setting there must be added to its table). Arguments of ``_tar
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import lora_settings
 from glue_lora.settings.method import method_settings
 from glue_lora.settings.moved import MOVED_KEYS, check_moved_keys, current_target
+from glue_lora.settings.precision import check_precision
 from glue_lora.training.batching import plan_batches, trainer_settings
 from glue_lora.training.regularizers import validate as validate_regularizers
 from glue_lora.utils.errors import ConfigError
@@ -92,21 +92,6 @@ CLOSED_GROUPS: dict[str, dict[str, Any]] = {
         "budget": (INT, OPT),  # max trainable parameters (null: no limit)
     },
 }
-
-PRECISIONS = (
-    "64",
-    "64-true",
-    "32",
-    "32-true",
-    "16",
-    "16-mixed",
-    "bf16",
-    "bf16-mixed",
-    "16-true",
-    "bf16-true",
-)
-# Lightning's "true" half precisions convert every weight, trained ones included: refused.
-HALF_WEIGHT_PRECISIONS = ("16-true", "bf16-true")
 
 
 def _describe(expected: Any) -> str:
@@ -270,28 +255,7 @@ def check_ranges(cfg: DictConfig) -> None:
         )
     if isinstance(interval, int) and interval < 1:
         _positive_int(interval, "trainer.val_check_interval", "1000")
-    if trainer.get("devices") == 0:
-        raise ConfigError(
-            f"trainer.devices=0: no GPU is visible to this process (CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, or no NVIDIA driver), and "
-            "trainer=gpu_node trains on every visible GPU. Run on a GPU node, give a count "
-            "(trainer.devices=8), or train on CPU processes (trainer=ddp trainer.accelerator=cpu)."
-        )
-    precision = trainer.get("precision")
-    if precision is not None and str(precision) not in PRECISIONS:
-        raise ConfigError(
-            f"trainer.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)} "
-            "(e.g. 32-true on CPU, bf16-mixed on a recent GPU)."
-        )
-    if str(precision) in HALF_WEIGHT_PRECISIONS:
-        mixed = "bf16-mixed" if str(precision).startswith("bf16") else "16-mixed"
-        half = "bfloat16" if mixed == "bf16-mixed" else "float16"
-        raise ConfigError(
-            f"trainer.precision={precision} casts the whole model to half precision, the trained "
-            "weights (LoRA, head) too, so AdamW would update half-precision weights and lose the "
-            f"small updates. Use trainer.precision={mixed} (fp32 trained weights, half-precision "
-            f"compute), with model.frozen_dtype={half} to store the frozen weights in half precision."
-        )
+    check_precision(trainer.get("precision"))
 
 
 def validate(cfg: DictConfig) -> None:

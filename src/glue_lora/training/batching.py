@@ -14,6 +14,7 @@ devices cannot share evenly is refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,13 @@ def trainer_settings(trainer: Mapping[str, Any]) -> dict[str, Any]:
 def count_devices(trainer: Mapping[str, Any]) -> int:
     """Devices x nodes that ``trainer.devices`` / ``trainer.accelerator`` / ``trainer.num_nodes`` give."""
     devices = trainer.get("devices", 1)
+    if devices == 0:
+        raise ConfigError(
+            f"trainer.devices=0: no GPU is visible to this process (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, or no NVIDIA driver), and "
+            "trainer=gpu_node trains on every visible GPU. Run on a GPU node, give a count "
+            "(trainer.devices=8), or train on CPU processes (trainer=ddp trainer.accelerator=cpu)."
+        )
     if isinstance(devices, list | tuple):
         n = len(devices)
     elif isinstance(devices, int) and devices > 0:
