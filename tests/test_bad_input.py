@@ -46,6 +46,8 @@ def train(overrides, tmp_path, glue_dir, token_cache):
         (["trainer.max_epochs=-1", "trainer.max_steps=-1"], r"would train forever"),
         (["trainer.val_check_interval=1.5"], r"val_check_interval=1\.5 is invalid"),
         (["trainer.precision=17"], r"trainer\.precision=17 is unknown"),
+        (["trainer.precision=16-true"], r"16-true casts the whole model.*trainer\.precision=16-mixed"),
+        (["trainer.precision=bf16-true"], r"precision=bf16-mixed .*model\.frozen_dtype=bfloat16"),
         (["checkpoint.every_n_train_steps=-5"], r"checkpoint\.every_n_train_steps=-5 is invalid"),
         (["data.sampler=sorted"], r"data\.sampler='sorted' is unknown: use length_grouped .* or random"),
         (["data.padding=none"], r"data\.padding='none' is unknown: use longest .* or max_length"),

@@ -24,6 +24,9 @@ def check_run_contract(out_dir, task: str, lora: bool = True) -> dict:
     assert results["history"] and all(set(h["dev"]) == set(spec.metrics) for h in results["history"])
     assert set(results["params"]) >= {"total", "trainable", "lora"}
     assert {"seconds", "samples_per_second", "tokens_per_second", "peak_memory_mb"} <= set(results["train"])
+    # on the CPU: no device peak, the host's (measured inside fit) under both keys
+    assert results["train"]["peak_device_memory_mb"] is None
+    assert results["train"]["peak_host_memory_mb"] == results["train"]["peak_memory_mb"] > 0
     if task == "mnli":
         assert set(results["dev_mismatched"]) == set(spec.metrics)
     else:

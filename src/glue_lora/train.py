@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -20,10 +21,12 @@ from glue_lora.model.backbone import build_config, build_tokenizer, check_max_le
 from glue_lora.model.build import build_model
 from glue_lora.model.data_driven_starts import initial_adapter
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
+from glue_lora.model.quantization import RunDevice
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
 from glue_lora.settings.method import MethodSettings, method_label, method_settings
 from glue_lora.settings.model import ModelSettings
+from glue_lora.settings.precision import PrecisionSettings
 from glue_lora.settings.recipes import describe_recipe
 from glue_lora.settings.run import ResumeSettings
 from glue_lora.settings.validation import validate
@@ -31,6 +34,7 @@ from glue_lora.training.batching import BatchPlan, plan_batches, trainer_batch_a
 from glue_lora.training.gpus import rank_device
 from glue_lora.training.optimizers import check_method_optimizer
 from glue_lora.training.param_groups import tier_table
+from glue_lora.training.tf32 import set_matmul_precision
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
 from glue_lora.utils.quiet import route_library_logs_through_hydra
@@ -59,6 +63,7 @@ def report_parameters(
     lora: LoraSettings | None,
     lr_tiers: dict[str, Any] | None,
     lr: float,
+    precision: PrecisionSettings,
 ) -> None:
     print(f"method {method_label(method, lora)}: {counts.trainable:,} trainable parameters")
     print(counts.table())
@@ -67,6 +72,7 @@ def report_parameters(
     if lr_tiers:
         print(tier_table(model, lr_tiers, lr))
     print(plan.describe())
+    print(precision.describe())
 
 
 def dry_run(
@@ -113,6 +119,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns the content written to results.json."""
     spec = check_run(cfg)
     log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
+    precision = PrecisionSettings.from_config(cfg)
     # Each group resolved once, into the typed settings that the helpers below get.
     model_settings = ModelSettings.from_config(cfg.model)
     method = method_settings(cfg.get("method"), cfg.get("lora"))
@@ -121,10 +128,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data = DataSettings.for_training(cfg.data, cfg.task, cfg.seed)
     lr_tiers = OmegaConf.to_container(cfg.lr_tiers, resolve=True) if cfg.get("lr_tiers") else None
     plan = plan_batches(data.batch_size, data.global_batch_size, trainer_settings(cfg.trainer))
+    # lowered where more devices than the reference's share the global batch
+    data = dataclasses.replace(data, batch_size=plan.per_device)
     check_method_optimizer(method, lr_tiers)
 
     def report(counts: ParamCounts, model: torch.nn.Module) -> None:
-        report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr)
+        report_parameters(counts, model, plan, method, lora, lr_tiers, cfg.optimizer.lr, precision)
 
     if cfg.get("dry_run"):
         return dry_run(model_settings, method, lora, spec, data.max_length, report)
@@ -157,6 +166,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return done
     resume_from = prepare_resume(resume, config, out_dir)  # checked before anything is built
     set_determinism(cfg.seed, cfg.deterministic)
+    if tf32 := set_matmul_precision(precision.tf32, precision.is_fp32, str(cfg.trainer.accelerator)):
+        print(tf32)
     tokenizer = build_tokenizer(
         model_settings.config, build_config(model_settings.config, spec.num_labels, spec.is_regression)
     )
@@ -167,12 +178,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)
+    run_device = RunDevice(precision.precision, cfg.trainer.get("devices", 1))
     model = build_model(
         model_settings,
         lora,
         spec,
         method=method,
         calibration=calibration,
+        run=run_device,
         start_device=rank_device(cfg.trainer),
     )
     # CorDA's and LoRA-GA's B0 A0, saved with the adapter: the base's residual is rebuilt from them.

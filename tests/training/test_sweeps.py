@@ -150,7 +150,7 @@ def test_rank_sweep_builds_every_rank_and_full_fine_tuning(tmp_path):
     ] + [None]
     assert all(x["targets"] is None and x["dropout"] == 0.0 for x in loras[:-1])  # the rest as lora/r8
     # dry_run prints each model's counts: trainable parameters grow with the rank, full trains all.
-    counts = re.findall(r"^trainable +([\d,]+)$", proc.stdout, flags=re.MULTILINE)
+    counts = re.findall(r"^trainable +([\d,]+) \(float32\)$", proc.stdout, flags=re.MULTILINE)
     trainable = [int(c.replace(",", "")) for c in counts]
     assert len(trainable) == 8 and trainable == sorted(trainable)
     assert len(set(trainable)) == 8

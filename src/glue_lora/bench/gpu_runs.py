@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from glue_lora.utils.run_files import ADAPTER, RESULTS
+from glue_lora.utils.run_files import ADAPTER, RESULTS, training_peak_mb
 
 UNSCALE_ERROR = "Attempting to unscale FP16 gradients"
 
@@ -89,7 +89,7 @@ def training_run(run_dir: Path) -> dict[str, Any]:
         trained_fp32=bool(dtypes) and set(dtypes.values()) == {"F32"},
         adapter_sha256=sha256(adapter),
         samples_per_second=train.get("samples_per_second"),
-        peak_memory_mb=train.get("peak_memory_mb"),
+        peak_memory_mb=training_peak_mb(train),
     )
     return entry
 

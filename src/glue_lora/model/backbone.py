@@ -18,6 +18,12 @@ from typing import Any
 import torch
 
 from glue_lora.model.layers import layer_index
+from glue_lora.model.quantization import (
+    RunDevice,
+    check_quantization,
+    quantize_random_model,
+    quantized_loading_kwargs,
+)
 from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -111,8 +117,10 @@ def build_backbone(
     num_labels: int,
     regression: bool = False,
     device: str | torch.device | None = None,
+    run: RunDevice | None = None,
 ) -> Any:
-    """An ``AutoModelForSequenceClassification`` with a fresh head of ``num_labels`` outputs."""
+    """An ``AutoModelForSequenceClassification`` with a fresh head of ``num_labels`` outputs
+    (``run``: the precision and devices a 4-bit model is loaded for)."""
     from transformers import AutoModelForSequenceClassification
 
     config = build_config(model_cfg, num_labels, regression)
@@ -120,22 +128,23 @@ def build_backbone(
     kwargs: dict[str, Any] = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
     if model_cfg.get("attn_implementation"):
         kwargs["attn_implementation"] = model_cfg["attn_implementation"]
-    quantization = quantization_config(model_cfg)
+    run = run or RunDevice()
+    quantized = check_quantization(model_cfg)
     if not model_cfg.get("pretrained", True):
         with torch.device(device or "cpu"):
             model = AutoModelForSequenceClassification.from_config(config, **kwargs)
-        if quantization is not None:
-            model = _quantize_random_model(model, quantization)
+        if quantized:
+            model = quantize_random_model(model, run)
     else:
         source = resolve_source(model_cfg)
         log.info("Loading pretrained weights from %s", source)
-        if quantization is not None:
-            kwargs.update(quantization_config=quantization, device_map={"": torch.cuda.current_device()})
+        if quantized:
+            kwargs.update(quantized_loading_kwargs(run))
         with loading(model_cfg, source, "weights"):
             model = AutoModelForSequenceClassification.from_pretrained(
                 source, config=config, dtype=torch.float32, **kwargs
             )
-    if dtype is not None and quantization is None:
+    if dtype is not None and not quantized:
         model.to(dtype)
     if model_cfg.get("gradient_checkpointing"):
         # Non-reentrant checkpointing needs no input that requires grad, so frozen embeddings are fine.
@@ -180,49 +189,6 @@ def last_layer_cls_only(model: torch.nn.Module) -> torch.nn.Module:
 
 def _first_position(module: torch.nn.Module, args: tuple) -> tuple:
     return tuple(a[:, :1] if isinstance(a, torch.Tensor) and a.dim() == 3 else a for a in args)
-
-
-def quantization_config(model_cfg: Mapping[str, Any]) -> Any | None:
-    """``model.quantize=4bit``: frozen weights in 4-bit NF4 through bitsandbytes (QLoRA), on a GPU."""
-    quantize = model_cfg.get("quantize") or "none"
-    if quantize == "none":
-        return None
-    if quantize != "4bit":
-        raise ConfigError(f"model.quantize={quantize} is not supported. Use none or 4bit (NF4, QLoRA).")
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            "model.quantize=4bit needs a CUDA GPU (bitsandbytes' 4-bit kernels run on the GPU). Run "
-            "on a GPU machine, or set model.quantize=none (model.frozen_dtype=bfloat16 halves the "
-            "frozen weights' memory without a GPU-only kernel)."
-        )
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "model.quantize=4bit needs the bitsandbytes package: `pip install bitsandbytes`, or set "
-            "model.quantize=none."
-        ) from None
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-
-
-def _quantize_random_model(model: torch.nn.Module, quantization: Any) -> torch.nn.Module:
-    """Random weights go through a temporary checkpoint, so transformers' own loader quantizes them."""
-    import tempfile
-
-    from transformers import AutoModelForSequenceClassification
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model.to(torch.bfloat16).save_pretrained(tmp)
-        return AutoModelForSequenceClassification.from_pretrained(
-            tmp, quantization_config=quantization, device_map={"": torch.cuda.current_device()}
-        )
 
 
 def maybe_compile(model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> torch.nn.Module:

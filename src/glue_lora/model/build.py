@@ -12,6 +12,7 @@ from glue_lora.model.backbone import build_backbone, maybe_compile
 from glue_lora.model.data_driven_starts import computes_start
 from glue_lora.model.lora import init_lora_a
 from glue_lora.model.methods import apply_method
+from glue_lora.model.quantization import RunDevice
 from glue_lora.settings.lora import LoraSettings
 from glue_lora.settings.method import MethodSettings, method_settings
 from glue_lora.settings.model import ModelSettings
@@ -24,15 +25,17 @@ def build_model(
     device: str | None = None,
     method: MethodSettings | None = None,
     calibration: Sequence[Mapping[str, torch.Tensor]] | None = None,
+    run: RunDevice | None = None,
     start_device: str | None = None,
 ) -> torch.nn.Module:
     """The backbone with its task head, made trainable by ``method`` (default: LoRA with ``lora``,
     or full fine-tuning when ``lora`` is None); ``calibration``: train batches for a data-driven
-    start (EVA, CorDA, LoRA-GA). ``start_device``: where a computed start (those and PiSSA's or
-    OLoRA's decomposition) runs, the rank's own GPU, rather than on every rank's CPU."""
+    start (EVA, CorDA, LoRA-GA); ``run``: the precision and devices a 4-bit model is loaded for.
+    ``start_device``: where a computed start (those and PiSSA's or OLoRA's decomposition) runs, the
+    rank's own GPU, rather than on every rank's CPU."""
     model_cfg = model.config
     method = method or method_settings(None, lora)
-    backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device)
+    backbone = build_backbone(model_cfg, spec.num_labels, spec.is_regression, device=device, run=run)
     if (
         start_device is not None
         and computes_start(method)

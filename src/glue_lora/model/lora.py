@@ -23,20 +23,35 @@ class ParamCounts:
     trainable: int
     lora: int
     head: int
+    # dtypes of the trained and of the frozen weights, the most parameters' first
+    trainable_dtypes: tuple[str, ...] = ()
+    frozen_dtypes: tuple[str, ...] = ()
+
+    @property
+    def frozen(self) -> int:
+        return self.total - self.trainable
 
     def as_dict(self) -> dict[str, int]:
         return {"total": self.total, "trainable": self.trainable, "lora": self.lora, "head": self.head}
 
     def table(self) -> str:
+        def dtypes(names: tuple[str, ...]) -> str:
+            return f" ({', '.join(names)})" if names else ""
+
         rows = [
-            ("total", self.total),
-            ("trainable", self.trainable),
-            ("lora", self.lora),
-            ("head", self.head),
+            ("total", self.total, ""),
+            ("trainable", self.trainable, dtypes(self.trainable_dtypes)),
+            ("frozen", self.frozen, dtypes(self.frozen_dtypes)),
+            ("lora", self.lora, ""),
+            ("head", self.head, ""),
         ]
         share = 100 * self.trainable / max(self.total, 1)
-        lines = [f"{'parameters':<12}{'count':>16}"] + [f"{name:<12}{n:>16,}" for name, n in rows]
+        lines = [f"{'parameters':<12}{'count':>16}"] + [f"{name:<12}{n:>16,}{d}" for name, n, d in rows]
         return "\n".join([*lines, f"{'trainable %':<12}{share:>16.4f}"])
+
+
+def _dtype_names(sizes: dict[torch.dtype, int]) -> tuple[str, ...]:
+    return tuple(str(d).removeprefix("torch.") for d in sorted(sizes, key=lambda d: -sizes[d]))
 
 
 def validate_lora_config(lora_cfg: Mapping[str, Any] | None) -> None:
@@ -238,13 +253,22 @@ def count_parameters(model: nn.Module, head_modules: Sequence[str] = ()) -> Para
 
     ``lora`` counts the parameters of the adapter peft added, whatever its method."""
     total = trainable = lora = head = 0
+    dtypes: dict[bool, dict[torch.dtype, int]] = {True: {}, False: {}}
     for name, p in model.named_parameters():
         if ".original_module." in name:
             continue
         n = p.numel()
+        dtypes[p.requires_grad][p.dtype] = dtypes[p.requires_grad].get(p.dtype, 0) + n
         parts = set(name.split("."))
         total += n
         trainable += n if p.requires_grad else 0
         lora += n if any(marker in name for marker in ADAPTER_MARKERS) else 0
         head += n if parts & set(head_modules) else 0
-    return ParamCounts(total=total, trainable=trainable, lora=lora, head=head)
+    return ParamCounts(
+        total=total,
+        trainable=trainable,
+        lora=lora,
+        head=head,
+        trainable_dtypes=_dtype_names(dtypes[True]),
+        frozen_dtypes=_dtype_names(dtypes[False]),
+    )

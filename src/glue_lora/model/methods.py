@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from glue_lora.model.half_frozen import train_own_weights_in_fp32
 from glue_lora.model.layers import LAYERS_PATTERN
 from glue_lora.model.lora import apply_lora, check_targets, lora_peft_config, train_in_fp32
 from glue_lora.settings.lora import LoraSettings
@@ -200,7 +201,7 @@ def apply_method(
     trains = OWN_WEIGHTS[method.trains]
     for name, p in model.named_parameters():
         p.requires_grad_(trains(name) or _is_head(name, trained_in_full))
-    return model
+    return train_own_weights_in_fp32(model, trained_in_full)
 
 
 def trained_weights(model: nn.Module) -> Mapping[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from glue_lora.reports.runs import find_runs
 from glue_lora.settings.lora import label_order
 from glue_lora.settings.method import run_label
 from glue_lora.utils.memory import adamw_state_mb
+from glue_lora.utils.run_files import training_peak_mb
 
 
 def load_results(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -64,7 +65,7 @@ def study_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "optimizer": train[0].get("optimizer", ""),
                 "optimizer_state_mb": statistics.mean(measured) if measured else None,
                 "adamw_state_mb": adamw_state_mb(runs[0]["params"]["trainable"]),
-                "peak_memory_mb": statistics.mean(t.get("peak_memory_mb", 0.0) for t in train),
+                "peak_memory_mb": statistics.mean(training_peak_mb(t) or 0.0 for t in train),
             }
         )
     return rows

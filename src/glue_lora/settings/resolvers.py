@@ -29,8 +29,26 @@ def by_method(values: Any, *, _root_: DictConfig) -> Any:
     return values[name]
 
 
+def precision(preset: Any, *, _root_: DictConfig) -> Any:
+    """``${precision:bf16-mixed}`` in a trainer preset: the recipe's ``recipe_precision`` where the
+    recipe sets one, else the preset's own. ``trainer.precision=...`` replaces it and wins."""
+    recipe = _root_.get("recipe_precision")
+    return preset if recipe is None else recipe
+
+
+def visible_gpus() -> int:
+    """``${visible_gpus:}``: how many GPUs this process may use, counted without initialising CUDA."""
+    from glue_lora.training.gpus import visible_gpus as gpu_ids
+
+    return len(gpu_ids())
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("lora_or_full"):
         OmegaConf.register_new_resolver("lora_or_full", lora_or_full)
     if not OmegaConf.has_resolver("by_method"):
         OmegaConf.register_new_resolver("by_method", by_method)
+    if not OmegaConf.has_resolver("precision"):
+        OmegaConf.register_new_resolver("precision", precision)
+    if not OmegaConf.has_resolver("visible_gpus"):
+        OmegaConf.register_new_resolver("visible_gpus", visible_gpus)

@@ -22,6 +22,7 @@ from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import lora_settings
 from glue_lora.settings.method import method_settings
 from glue_lora.settings.moved import MOVED_KEYS, check_moved_keys, current_target
+from glue_lora.settings.precision import check_precision
 from glue_lora.training.batching import plan_batches, trainer_settings
 from glue_lora.training.regularizers import validate as validate_regularizers
 from glue_lora.utils.errors import ConfigError
@@ -36,6 +37,8 @@ TOP_LEVEL: dict[str, Any] = {
     "stack": STR,
     "deterministic": BOOL,
     "dry_run": BOOL,
+    "tf32": BOOL,
+    "recipe_precision": (STR, OPT),
     "resume": BOOL,
     "ckpt_path": (STR, OPT),
     "model.pretrained": BOOL,
@@ -89,19 +92,6 @@ CLOSED_GROUPS: dict[str, dict[str, Any]] = {
         "budget": (INT, OPT),  # max trainable parameters (null: no limit)
     },
 }
-
-PRECISIONS = (
-    "64",
-    "64-true",
-    "32",
-    "32-true",
-    "16",
-    "16-mixed",
-    "bf16",
-    "bf16-mixed",
-    "16-true",
-    "bf16-true",
-)
 
 
 def _describe(expected: Any) -> str:
@@ -265,12 +255,7 @@ def check_ranges(cfg: DictConfig) -> None:
         )
     if isinstance(interval, int) and interval < 1:
         _positive_int(interval, "trainer.val_check_interval", "1000")
-    precision = trainer.get("precision")
-    if precision is not None and str(precision) not in PRECISIONS:
-        raise ConfigError(
-            f"trainer.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)} "
-            "(e.g. 32-true on CPU, bf16-mixed on a recent GPU)."
-        )
+    check_precision(trainer.get("precision"))
 
 
 def validate(cfg: DictConfig) -> None:

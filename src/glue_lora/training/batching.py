@@ -5,10 +5,16 @@ reaches it on whatever devices it has by accumulating gradients, so that ``model
 task=mnli`` on one GPU trains at batch 128, as the 8-GPU reference did, and not at 16. Step counts
 in the config (warm-up, evaluation and checkpoint intervals) count optimizer steps, as in the
 reference's Trainer; Lightning counts ``val_check_interval`` in batches, so it is converted here.
+
+On more devices than the reference used (``data.batch_size`` x devices above the global batch), the
+per-device batch is lowered to global / devices, so that ``model=roberta_base task=cola`` (2 GPUs x
+32 in the reference) trains at 64 on 8 GPUs too, at 8 per device. Only a global batch that the
+devices cannot share evenly is refused.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +30,7 @@ class BatchPlan:
     devices: int  # devices x nodes
     accumulation: int
     requested: int | None  # data.global_batch_size, when set
+    configured: int | None = None  # data.batch_size, where the per-device batch was lowered from it
 
     @property
     def global_batch(self) -> int:
@@ -34,6 +41,11 @@ class BatchPlan:
             f"effective batch size {self.global_batch} (per device {self.per_device} x "
             f"{self.devices} device(s) x {self.accumulation} accumulation step(s))"
         )
+        if self.configured is not None:
+            line += (
+                f": data.batch_size={self.configured} lowered to {self.per_device} per device, so that "
+                f"{self.devices} devices reach data.global_batch_size={self.requested}"
+            )
         if self.requested is not None and self.accumulation > 1:
             line += (
                 f": gradients are accumulated to reach data.global_batch_size={self.requested} "
@@ -51,6 +63,13 @@ def trainer_settings(trainer: Mapping[str, Any]) -> dict[str, Any]:
 def count_devices(trainer: Mapping[str, Any]) -> int:
     """Devices x nodes that ``trainer.devices`` / ``trainer.accelerator`` / ``trainer.num_nodes`` give."""
     devices = trainer.get("devices", 1)
+    if devices == 0:
+        raise ConfigError(
+            f"trainer.devices=0: no GPU is visible to this process (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, or no NVIDIA driver), and "
+            "trainer=gpu_node trains on every visible GPU. Run on a GPU node, give a count "
+            "(trainer.devices=8), or train on CPU processes (trainer=ddp trainer.accelerator=cpu)."
+        )
     if isinstance(devices, list | tuple):
         n = len(devices)
     elif isinstance(devices, int) and devices > 0:
@@ -77,6 +96,16 @@ def plan_batches(per_device: int, global_batch: int | None, trainer: Mapping[str
             f"data.global_batch_size={global_batch} and trainer.accumulate_grad_batches={accumulate} "
             "both set the accumulation. Keep one: data.global_batch_size=null to accumulate "
             "trainer.accumulate_grad_batches batches, or trainer.accumulate_grad_batches=1."
+        )
+    if per_step > global_batch and global_batch % devices == 0:
+        # more devices than the reference: each takes its share of the global batch
+        return BatchPlan(global_batch // devices, devices, 1, global_batch, configured=per_device)
+    if per_step > global_batch:
+        raise ConfigError(
+            f"data.global_batch_size={global_batch} cannot be shared evenly by {devices} devices, and "
+            f"data.batch_size={per_device} x {devices} device(s) = {per_step} is already above it. Run "
+            f"on a number of devices that divides {global_batch} (trainer.devices=...), or set "
+            "data.global_batch_size=null to train at the per-step batch."
         )
     if global_batch % per_step:
         raise ConfigError(

@@ -1,4 +1,9 @@
-"""Lightning callbacks of our own: training throughput, peak and optimizer-state memory for results.json."""
+"""Lightning callbacks of our own: training throughput, peak and optimizer-state memory for results.json.
+
+Peak memory is read in ``on_train_end``, while the module is still on its device: after ``fit``
+Lightning has moved it back to the CPU, where only the host's memory can be read. Each rank's
+peak is all-reduced (max), so rank 0 records the largest device's and the largest process's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from glue_lora.utils.memory import measured_optimizer_state_bytes, peak_memory_mb
+from glue_lora.utils.memory import device_peak_mb, host_peak_mb, measured_optimizer_state_bytes
 
 
 class ThroughputMeter(L.Callback):
@@ -28,6 +33,8 @@ class ThroughputMeter(L.Callback):
         self._fit_start = 0.0
         self.optimizer = ""
         self.optimizer_state_bytes = 0
+        self.peak_device_mb: float | None = None
+        self.peak_host_mb: float | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -58,6 +65,16 @@ class ThroughputMeter(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.train_seconds += time.perf_counter() - self._epoch_start
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        device = device_peak_mb(pl_module.device)
+        figures = torch.tensor(
+            [-1.0 if device is None else device, host_peak_mb()], device=trainer.strategy.root_device
+        )
+        figures = trainer.strategy.reduce(figures, reduce_op="max")  # one collective, at the end
+        device_mb, host_mb = figures.tolist()
+        self.peak_device_mb = None if device_mb < 0 else device_mb
+        self.peak_host_mb = host_mb
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
         self.optimizer = ",".join(type(o).__name__ for o in trainer.optimizers)
@@ -82,16 +99,24 @@ class ThroughputMeter(L.Callback):
         self.train_seconds = float(state_dict["train_seconds"])
         self.fit_seconds = float(state_dict["fit_seconds"])
 
-    def summary(self, device: torch.device | None = None) -> dict[str, float | str]:
+    def summary(self, device: torch.device | None = None) -> dict[str, float | str | None]:
+        """The ``train`` record of results.json (``device``: where the module was, for a run that
+        never reached ``on_train_end``)."""
         seconds = max(self.train_seconds, 1e-9)
         tokens = int(self.tokens) if self.tokens is not None else 0
+        peak_device = self.peak_device_mb if self.peak_host_mb is not None else device_peak_mb(device)
+        peak_host = self.peak_host_mb if self.peak_host_mb is not None else host_peak_mb()
+        peak = peak_host if peak_device is None else peak_device
         return {
             "seconds": round(self.fit_seconds, 3),
             "train_seconds": round(self.train_seconds, 3),
             "samples_per_second": round(self.samples / seconds, 2),
             "tokens_per_second": round(tokens / seconds, 2),
             "padding_share": round(1 - tokens / self.padded_tokens, 4) if self.padded_tokens else 0.0,
-            "peak_memory_mb": round(peak_memory_mb(device), 1),
+            # the device's peak on a GPU, else the host's (the key older readers know)
+            "peak_memory_mb": round(peak, 1),
+            "peak_device_memory_mb": None if peak_device is None else round(peak_device, 1),
+            "peak_host_memory_mb": round(peak_host, 1),
             "optimizer": self.optimizer,
             "optimizer_state_mb": round(self.optimizer_state_bytes / 2**20, 3),
         }

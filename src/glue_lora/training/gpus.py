@@ -19,7 +19,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-from glue_lora.utils.ranks import local_rank
+from glue_lora.utils.ranks import local_device_index
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,4 @@ def rank_device(
         return None
     if not (torch.cuda.is_available() if cuda is None else cuda):
         return None
-    rank = local_rank(env)
-    devices = trainer.get("devices", "auto")
-    if isinstance(devices, str) and "," in devices:
-        devices = [int(d) for d in devices.split(",") if d.strip()]
-    ids = list(devices) if isinstance(devices, list | tuple) else []
-    return f"cuda:{ids[rank] if rank < len(ids) else rank}"
+    return f"cuda:{local_device_index(trainer.get('devices', 'auto'), env)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 
@@ -9,26 +11,80 @@ from glue_lora.utils.errors import TrainingError
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Stop before the backward pass of a loss that is NaN or infinite.
+    """Stop a run whose training loss became NaN or infinite, before anything is written after it.
 
-    No optimizer step is taken with it, and no checkpoint is written after it: ``last.ckpt`` keeps
-    the last good weights.
+    Looking at each loss on the host would stall the GPU every micro-batch (and cost a collective
+    under DDP), so the losses are only kept, as the device tensors they are, and looked at in one
+    go at the boundaries where the run would write or report: every ``trainer.log_every_n_steps``
+    optimizer steps (when Lightning syncs to log the loss anyway), before each validation, before
+    each checkpoint of any callback (``on_save_checkpoint``), and at the end of training. The check
+    all-reduces the losses' flags, so every rank takes the same decision at the same point. No
+    checkpoint, validation, adapter or results.json is written after a non-finite loss:
+    ``last.ckpt`` keeps the last good weights. The optimizer steps taken in memory between the loss
+    and the check (at most ``log_every_n_steps``) are discarded with the run.
     """
+
+    def __init__(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        # where each kept loss was: (optimizer step, epoch, batch index, largest learning rate)
+        self._places: list[tuple[int, int, int, float | None]] = []
+        self._checked_at_step = 0  # step 0: nothing to look at yet
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        # every rank must take the same decision, or the others wait forever in the next all-reduce
-        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
-            return
-        step = trainer.global_step
+        self._losses.append(loss.detach())
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
-        lr = f"{max(lrs):.3g}" if lrs else "unknown"
+        self._places.append(
+            (
+                trainer.global_step,
+                trainer.current_epoch,
+                trainer.fit_loop.epoch_loop.batch_idx,
+                max(lrs) if lrs else None,
+            )
+        )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step != self._checked_at_step and step % max(trainer.log_every_n_steps, 1) == 0:
+            self._checked_at_step = step
+            self.check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.check(trainer)  # called before the checkpoint is written, on every rank
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Raise ``TrainingError`` if a loss kept since the last check is not finite, on any rank."""
+        if not self._losses:
+            return
+        losses = torch.stack(self._losses)
+        bad = (~torch.isfinite(losses)).float()
+        # every rank must take the same decision, or the others wait forever in the next all-reduce
+        bad = trainer.strategy.reduce(bad.to(trainer.strategy.root_device), reduce_op="max")
+        flags = bad.tolist()  # the one host sync of the check
+        losses_here, places = self._losses, self._places
+        self._losses, self._places = [], []
+        if not any(flags):
+            return
+        first = flags.index(1.0)
+        value = losses_here[first].item()
+        step, epoch, batch, lr = places[first]
+        shown = "unknown" if lr is None else f"{lr:.3g}"
+        loss = str(value) if not torch.isfinite(torch.tensor(value)) else "not finite on another rank"
         raise TrainingError(
-            f"The training loss is {loss.item()} at step {step} (epoch {trainer.current_epoch}, "
-            f"batch {trainer.fit_loop.epoch_loop.batch_idx}), learning rate {lr}. Training stopped; the "
-            f"last checkpoint before it is kept in checkpoints/last.ckpt. Start a new run with a lower "
-            f"optimizer.lr (e.g. half of {lr}), gradient clipping (trainer.gradient_clip_val=1.0), or "
-            "check the data of that batch."
+            f"The training loss is {loss} at step {step} (epoch {epoch}, batch {batch}), learning "
+            f"rate {shown}. Training stopped at step {trainer.global_step}, before anything was written "
+            "after that loss; the last checkpoint before it is kept in checkpoints/last.ckpt. Start a "
+            f"new run with a lower optimizer.lr (e.g. half of {shown}), gradient clipping "
+            "(trainer.gradient_clip_val=1.0), or check the data of that batch."
         )

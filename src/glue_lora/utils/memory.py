@@ -46,12 +46,23 @@ def measured_optimizer_state_bytes(optimizer: Any) -> int:
     )
 
 
-def peak_memory_mb(device: torch.device | None = None) -> float:
-    """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
-    if device is not None and torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / MB
+def host_peak_mb() -> float:
+    """The process's peak resident set size, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def device_peak_mb(device: torch.device | str | None) -> float | None:
+    """Peak memory allocated on a CUDA ``device`` since its last reset, in MiB; None off CUDA."""
+    if device is None or torch.device(device).type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / MB
+
+
+def peak_memory_mb(device: torch.device | None = None) -> float:
+    """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
+    peak = device_peak_mb(device)
+    return host_peak_mb() if peak is None else peak
 
 
 @dataclass(frozen=True)

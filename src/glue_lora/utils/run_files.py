@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 RESULTS = "results.json"
 FAILED = "failed.json"
@@ -23,3 +24,12 @@ RUN_MARKERS = (RESULTS, CHECKPOINTS, ADAPTER)
 def last_checkpoint(run_dir: str | Path) -> Path:
     """``<run_dir>/checkpoints/last.ckpt``."""
     return Path(run_dir) / CHECKPOINTS / LAST_CHECKPOINT
+
+
+def training_peak_mb(train: dict[str, Any]) -> float | None:
+    """The peak memory of a results.json ``train`` record: the device's where the run used a GPU,
+    else the host's; ``peak_memory_mb`` for records written before the two were told apart."""
+    for key in ("peak_device_memory_mb", "peak_host_memory_mb", "peak_memory_mb"):
+        if train.get(key) is not None:
+            return float(train[key])
+    return None
