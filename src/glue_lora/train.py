@@ -136,6 +136,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.training.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
     from glue_lora.training.loggers import build_loggers, finish_loggers, run_group
     from glue_lora.training.metrics import best_evaluation
+    from glue_lora.training.model_summary import model_summary_callbacks
     from glue_lora.training.module import SPLIT_RESULT_KEY, GlueLoRAModule
     from glue_lora.training.regularizers import TrainingLoss
     from glue_lora.training.reliability import reliability_callbacks
@@ -198,7 +199,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer,
         **trainer_batch_arguments(plan, cfg.trainer.get("val_check_interval")),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar", "auto")),
-        callbacks=[*checkpoints, meter, *reliability_callbacks(config, out_dir), *extra_callbacks],
+        enable_model_summary=False,  # ours instead, when on: model_summary_callbacks below
+        callbacks=[
+            *checkpoints,
+            meter,
+            *reliability_callbacks(config, out_dir),
+            *model_summary_callbacks(cfg.trainer.get("enable_model_summary", True)),
+            *extra_callbacks,
+        ],
         logger=loggers,
         plugins=[SafeCheckpointIO()],
     )
