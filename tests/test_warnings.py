@@ -73,7 +73,7 @@ def third_party_lines(output: str) -> list[str]:
         logger = LOGGER.match(line)
         if logger and not logger.group(1).startswith(("glue_lora", "__main__")):
             found.append(line[logger.end() :])
-        elif not logger and any(mark in line for mark in ("site-packages", "Warning", "it/s]", "s]")):
+        elif not logger and any(mark in line for mark in ("site-packages", "Warning", "/s]")):
             found.append(line)
     return found
 
