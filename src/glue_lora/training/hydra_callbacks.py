@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +13,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from glue_lora.utils.errors import RunDirError
+from glue_lora.utils.ranks import is_rank_zero
 from glue_lora.utils.redact import secret_overrides
 from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RUN_MARKERS
+from glue_lora.utils.run_lock import RunDirLock
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +103,33 @@ class ProtectRunDir(Callback):
         if config.get("resume") and not _user_set(config, "hydra.sweep.dir"):
             raise RunDirError(_resume_sweep_hint(config))
 
+    def __init__(self) -> None:
+        self.lock: RunDirLock | None = None
+
     @_exit_on_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_secret_overrides(config)
-        if config.get("dry_run") or os.environ.get("LOCAL_RANK", "0") != "0":
-            return  # a DDP worker that Lightning started joins the run directory of rank 0
-        if config.get("ckpt_path") or config.get("resume"):
+        if config.get("dry_run") or not is_rank_zero():
+            return  # a DDP worker (rank > 0) joins the run directory of rank 0, which holds its lock
+        resuming = bool(config.get("ckpt_path") or config.get("resume"))
+        if resuming:
             self._prepare_resume(config)
-            return
         run_dir = Path(str(config.hydra.run.dir))
+        # First: a run still writing into the directory is refused before its files are judged.
+        self.lock = RunDirLock(run_dir)
+        self.lock.acquire()
         taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
-        if taken:
+        if taken and not resuming:
+            self.lock.release()
             raise RunDirError(
                 f"The run directory {run_dir} already holds a run ({', '.join(taken)}); it is left "
                 "untouched. Add resume=true to continue that run from its last checkpoint, or choose "
                 "another hydra.run.dir (or leave it at its default, which is new for every run)."
             )
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     @staticmethod
     def _prepare_resume(config: DictConfig) -> None:
