@@ -24,6 +24,7 @@ from glue_lora.training.metrics import build_metrics, predictions_from_logits
 from glue_lora.training.module import SPLIT_RESULT_KEY
 from glue_lora.utils.artifacts import atomic_open, atomic_write_json
 from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.provenance import run_provenance
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.adapter`` on ``cfg.split``; returns the content written to eval_results.json."""
     from hydra.utils import instantiate
 
+    provenance = run_provenance()  # what produces these results, taken as the evaluation starts
     route_library_logs_through_hydra()
     from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.training.module import GlueLoRAModule
@@ -191,6 +193,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     else:
         results.update(_predict(trainer, module, datamodule, spec, out_dir))
         summary = f"{sum(results['rows'].values())} test predictions in {out_dir}"
+    results["provenance"] = provenance
     atomic_write_json(out_dir / "eval_results.json", results)
     print(f"{summary}; results in {out_dir / 'eval_results.json'}")
     return results

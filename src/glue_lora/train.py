@@ -32,6 +32,7 @@ from glue_lora.training.optimizers import check_method_optimizer
 from glue_lora.training.param_groups import tier_table
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
+from glue_lora.utils.provenance import run_provenance
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
@@ -121,6 +122,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("dry_run"):
         return dry_run(model_settings, method, lora, spec, data.max_length, report)
+    provenance = run_provenance()  # what produces this run's results, taken as it starts
     # fails here, before any work, when the adapter is missing
     check_init_adapter(cfg.get("init_adapter"), method)
     init = prepare_init_adapter(
@@ -239,6 +241,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["history"] = history
     results["params"] = counts.as_dict()
     results["train"] = meter.summary(module.device)
+    results["provenance"] = provenance
     # The run's resolved config (secrets masked): a sweep re-run with resume=true compares it.
     results["config"] = config
 
