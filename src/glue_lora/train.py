@@ -227,7 +227,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "stack": "ours",
         "task": spec.name,
         "model": model_settings.name,
-        "model_name_or_path": model_settings.source(),
+        "model_name_or_path": model_settings.shareable_source(),
         "lora": lora.as_dict() if lora is not None else None,
         "method": method.as_dict(),
         "seed": cfg.seed,

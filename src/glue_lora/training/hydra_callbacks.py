@@ -17,6 +17,7 @@ from glue_lora.utils.ranks import is_rank_zero
 from glue_lora.utils.redact import secret_overrides
 from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RUN_MARKERS
 from glue_lora.utils.run_lock import RunDirLock
+from glue_lora.utils.shareable import shareable_path
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +202,12 @@ class SweepSummary(Callback):
 
     @staticmethod
     def _write(sweep_dir: Path) -> None:
-        from glue_lora.reports.summary import SUMMARY_MD, locked, summarise
+        from glue_lora.reports.summary import SUMMARY_MD, summarise
+        from glue_lora.utils.artifacts import locked
 
         try:
             with locked(sweep_dir):
-                summarise([sweep_dir], sweep_dir, title=f"Sweep {sweep_dir}")
+                summarise([sweep_dir], sweep_dir, title=f"Sweep {shareable_path(sweep_dir)}")
             log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
         except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
             log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)
