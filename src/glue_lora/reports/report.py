@@ -18,6 +18,7 @@ from glue_lora.reports.plots import (
     plot_curves,
     plot_params,
 )
+from glue_lora.reports.provenance import cell_differences
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, Configuration, summarise
 from glue_lora.utils.shareable import shareable_path
 
@@ -67,5 +68,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     print((out / SUMMARY_MD).read_text())
+    for difference in cell_differences(configs):
+        print(f"warning: {difference}: they are not repeats of one experiment.", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.comparison import comparable_runs, comparison_markdown
 from glue_lora.reports.paper import PaperScore, paper_row, paper_source
+from glue_lora.reports.provenance import provenance_markdown
 from glue_lora.reports.runs import Run, find_runs
 from glue_lora.reports.stats import Stats
 from glue_lora.utils.artifacts import atomic_open
@@ -260,6 +261,8 @@ def summary_markdown(
         lines.append("| " + " | ".join(cells) + " |")
     if by_variant := comparison_markdown(comparable_runs(configs)):
         lines += ["", by_variant.rstrip("\n")]
+    if pooled := provenance_markdown(configs):
+        lines += ["", pooled.rstrip("\n")]
     failed = [(c, r) for c in configs for r in c.failed]
     if failed:
         lines += ["", "## Failed jobs", ""]
