@@ -204,8 +204,13 @@ def test_a_crashed_sweep_job_leaves_the_other_jobs_results(glue_fixtures, token_
         ],
         env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")},
     )
-    assert done.returncode != 0
-    assert "simulated crash at step 2" in done.stderr
+    # ends with the table of failed jobs, not with Hydra's re-raised traceback
+    assert done.returncode == 1
+    table = done.stderr.split("error: 1 of 3 job(s) of the sweep failed")[1]
+    assert "Error executing job" not in done.stderr and "Traceback" not in table
+    (row,) = [line for line in table.splitlines() if line.startswith("1 ")]
+    assert "callbacks.crash.step=2" in row and "simulated crash at step 2" in row
+    assert row.endswith(str((sweep_dir / "1" / "failed.json").resolve()))
     assert (sweep_dir / "0" / "results.json").is_file()
     assert not (sweep_dir / "1" / "results.json").exists()
     assert (sweep_dir / "2" / "results.json").is_file()

@@ -176,9 +176,10 @@ def _refuse_secret_overrides(config: DictConfig) -> None:
 class SweepSummary(Callback):
     """Keep ``summary.csv`` and ``summary.md`` of a multirun up to date in its sweep directory.
 
-    Rewritten after every job, not only when the sweep ends: Hydra's BasicSweeper re-raises a failed
-    job's error once its batch is done, so ``on_multirun_end`` never runs for a sweep with a failure.
-    A failed job leaves ``failed.json`` (its error's first line) in its directory and is listed.
+    Rewritten after every job, not only when the sweep ends: another sweeper than Hydra's basic one
+    (Optuna, say) re-raises a failed job's error, and ``on_multirun_end`` never runs then. A failed job
+    leaves ``failed.json`` (its error's first line) in its directory and is listed; with the basic
+    sweeper, the sweep ends with a table of its failed jobs and exit code 1 instead of a traceback.
     """
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -190,15 +191,30 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             from glue_lora.reports.runs import write_failure
 
+            # ``return_value`` would re-raise the error; the exception itself is what we record.
+            error = job_return._return_value
             try:
-                # ``return_value`` would re-raise the error; the exception itself is what we record.
-                write_failure(config.hydra.runtime.output_dir, job_return._return_value)
+                write_failure(config.hydra.runtime.output_dir, error)
             except Exception as err:
                 log.warning("Could not record the failure in %s: %s", config.hydra.runtime.output_dir, err)
+            else:
+                _log_failure(error)
+                if str(config.hydra.sweeper.get("_target_", "")) == BASIC_SWEEPER:
+                    # Recorded: Hydra's BasicSweeper need not re-raise it as a traceback once the other
+                    # jobs are done; on_multirun_end then ends the sweep with the table of failures.
+                    job_return.status = JobStatus.COMPLETED
+                    job_return.return_value = None
         self._write(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._write(Path(str(config.hydra.sweep.dir)))
+        from glue_lora.reports.runs import failed_jobs_table
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        self._write(sweep_dir)
+        # Read from the sweep directory: a parallel launcher ran on_job_end in its worker processes.
+        if table := failed_jobs_table(sweep_dir):
+            print(f"error: {table}", file=sys.stderr)
+            raise SystemExit(1)  # not an Exception: Hydra's callback runner would turn it into a warning
 
     @staticmethod
     def _write(sweep_dir: Path) -> None:
@@ -211,6 +227,20 @@ class SweepSummary(Callback):
             log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
         except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
             log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def _log_failure(error: BaseException) -> None:
+    """A fixable error in one line; anything else (a bug, a lost GPU) with its traceback, for the
+    job's log: the sweep's end lists only each error's first line."""
+    from glue_lora.utils.errors import GlueLoraError
+
+    if isinstance(error, GlueLoraError):
+        log.error("The job failed: %s", error)
+    else:
+        log.error("The job failed:", exc_info=(type(error), error, error.__traceback__))
 
 
 class OneGpuPerJob(Callback):
