@@ -143,6 +143,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.training.regularizers import TrainingLoss
     from glue_lora.training.reliability import reliability_callbacks
     from glue_lora.training.resume import finished_results, fit, prepare_resume, run_config
+    from glue_lora.training.trainer_build import build_trainer
 
     # The run's resolved config, secrets masked: results.json, checkpoints and loggers record it,
     # and a resumed run is compared with it.
@@ -197,7 +198,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         extra_callbacks.append(AdaLoraSchedule())  # AdaLoRA's rank budget follows the run's steps
     group = run_group(spec.name, model_settings.name, method_label(method, lora))
     loggers = build_loggers(cfg.get("logger"), config, group, cfg.seed)
-    trainer: L.Trainer = instantiate(
+    trainer: L.Trainer = build_trainer(
         cfg.trainer,
         **trainer_batch_arguments(plan, cfg.trainer.get("val_check_interval")),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar", "auto")),

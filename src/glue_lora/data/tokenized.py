@@ -15,6 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from glue_lora.data.reading import Rows
+from glue_lora.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def tokenize_rows(
     """Tokenize ``rows`` once; later runs with the same rows, tokenizer and length load the cache."""
     cache_path = None
     if cache_dir is not None:
+        _check_cache_dir(Path(cache_dir))
         key = hashlib.sha256(
             f"{CACHE_FORMAT_VERSION}|{_rows_fingerprint(rows)}|{tokenizer_fingerprint(tokenizer)}"
             f"|{max_length}".encode()
@@ -105,6 +107,16 @@ def tokenize_rows(
     if cache_path is not None:
         _write_cache(cache_path, columns)
     return TokenizedSplit(columns)
+
+
+def _check_cache_dir(cache_dir: Path) -> None:
+    existing = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(
+            f"The token cache directory {cache_dir} cannot be made: {existing} is a file. Point "
+            "data.cache_dir (or the GLUE_LORA_CACHE environment variable) at a directory, or set "
+            "data.cache_dir=null for no cache."
+        )
 
 
 def _read_cache(path: Path, n_rows: int) -> dict[str, Any] | None:
@@ -128,8 +140,12 @@ def _write_cache(path: Path, columns: dict[str, list]) -> None:
     content. A failed write (a full disk) costs only the cache."""
     import pyarrow as pa
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # a read-only or full file system
+        log.warning("Could not write the tokenized cache %s (%s); the run goes on without it.", path, err)
+        return
     os.close(handle)
     tmp = Path(tmp_name)
     try:
