@@ -149,12 +149,12 @@ def _predict(trainer: Any, module: Any, datamodule: Any, spec: TaskSpec, out_dir
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.adapter`` on ``cfg.split``; returns the content written to eval_results.json."""
-    from hydra.utils import instantiate
 
     provenance = run_provenance()  # what produces these results, taken as the evaluation starts
     route_library_logs_through_hydra()
     from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.training.module import GlueLoRAModule
+    from glue_lora.training.trainer_build import build_trainer
 
     if cfg.split not in SPLITS:
         raise ConfigError(
@@ -173,7 +173,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data = eval_data_settings(cfg.data, data_dir, max_length, settings)
     datamodule = datamodule_from_settings(data, spec, tokenizer)
     module = GlueLoRAModule(model, spec, optimizer=None, schedule={})
-    trainer = instantiate(cfg.trainer, precision=settings["precision"])
+    trainer = build_trainer(cfg.trainer, precision=settings["precision"])
 
     results: dict[str, Any] = {
         "adapter": str(info.path),
