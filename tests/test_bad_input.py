@@ -71,6 +71,10 @@ def train(overrides, tmp_path, glue_dir, token_cache):
         (["+callbacks.lr_monitor.interval=step"], r"callbacks\.lr_monitor\.interval is not an argument"),
         (["trainer._target_=lightning.Trainr"], r"trainer\._target_='lightning\.Trainr' cannot be imported"),
         (["task.name=foo"], r"Unknown task 'foo'\. Known tasks: .*rte"),
+        # values only Lightning checks, refused as it builds the Trainer
+        (["trainer.strategy=foo"], r"lightning\.Trainer refused the trainer settings .*strategy='foo'"),
+        (["trainer.gradient_clip_algorithm=foo"], r"lightning\.Trainer refused .*gradient_clip_algorithm"),
+        (["trainer.max_time=abc"], r"lightning\.Trainer refused the trainer settings"),
         # the model: checked once it is built, before any data is read
         (
             ["lora.targets=[nope]"],
@@ -181,3 +185,16 @@ def test_non_finite_loss_stops_with_step_and_lr_and_keeps_last_good_checkpoint(
     assert last["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("where", ["data.cache_dir", "GLUE_LORA_CACHE"])
+def test_a_token_cache_path_that_is_a_file_is_named(where, glue_fixtures, tmp_path):
+    a_file = tmp_path / "cache"
+    a_file.write_text("not a directory")
+    args = [*TINY, "task=rte", f"paths.glue_dir={glue_fixtures}", f"hydra.run.dir={tmp_path / 'run'}"]
+    if where == "data.cache_dir":
+        done = run_cli("train.py", [*args, f"data.cache_dir={a_file}"])
+    else:
+        done = run_cli("train.py", args, env={"GLUE_LORA_CACHE": str(a_file)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{a_file} is a file" in done.stderr and "GLUE_LORA_CACHE" in done.stderr

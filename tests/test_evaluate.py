@@ -33,6 +33,11 @@ def test_eval_reproduces_the_training_runs_dev_metrics_exactly(task, glue_fixtur
     assert set(evaluated["dev"]) == set(get_task(task).metrics)
     written = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
     assert written["dev"] == results["dev"] and written["split"] == "dev"
+    for produced in (written, json.loads((tmp_path / "run" / "results.json").read_text())):
+        assert set(produced["provenance"]) == {"started", "git", "command", "versions", "hardware"}
+        assert (
+            produced["provenance"]["versions"]["torch"] and "cpu_cores" in produced["provenance"]["hardware"]
+        )
 
 
 def check_stsb_submission(path: Path, n_rows: int) -> None:

@@ -329,3 +329,59 @@ def test_model_weights_without_network_cli(tmp_path):
     assert "error: Could not load the config of model=roberta_base from roberta-base" in done.stderr
     assert "model.name_or_path=<local dir>" in done.stderr and "model.pretrained=false" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def sst2_rows(glue_fixtures):
+    from glue_lora.data.reading import read_split
+
+    return read_split(get_task("sst2"), glue_fixtures, "train")
+
+
+def _ids(split):
+    return [split[i]["input_ids"].tolist() for i in range(len(split))]
+
+
+def test_a_damaged_token_cache_is_rebuilt_with_one_line(sst2_rows, tmp_path, caplog):
+    from glue_lora.data.tokenized import tokenize_rows
+    from tests.helpers.tokenizers import minilm_tokenizer
+
+    tokenizer = minilm_tokenizer()
+    first = tokenize_rows(sst2_rows, tokenizer, 64, tmp_path)
+    (cache,) = tmp_path.glob("tokens-*")
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])  # a job killed while writing it
+    with caplog.at_level(logging.WARNING, logger="glue_lora.data.tokenized"):
+        again = tokenize_rows(sst2_rows, tokenizer, 64, tmp_path)
+    assert _ids(again) == _ids(first)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "is damaged" in line and "rebuilding it" in line and "\n" not in line
+    caplog.clear()
+    assert _ids(tokenize_rows(sst2_rows, tokenizer, 64, tmp_path)) == _ids(first)  # rebuilt whole
+    assert not caplog.records
+
+
+def test_a_failed_token_cache_write_leaves_no_partial_file(sst2_rows, tmp_path, monkeypatch, caplog):
+    from glue_lora.data import tokenized
+    from tests.helpers.tokenizers import minilm_tokenizer
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tokenized.os, "replace", full_disk)
+    split = tokenized.tokenize_rows(sst2_rows, minilm_tokenizer(), 64, tmp_path)
+    assert len(split) == len(sst2_rows["texts"])  # the run goes on without the cache
+    assert list(tmp_path.iterdir()) == [] and "No space left" in caplog.text
+
+
+def test_jobs_tokenizing_the_same_rows_at_once_leave_one_whole_cache(sst2_rows, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from glue_lora.data.tokenized import tokenize_rows
+    from tests.helpers.tokenizers import minilm_tokenizer
+
+    tokenizer = minilm_tokenizer()
+    with ThreadPoolExecutor(4) as pool:
+        splits = list(pool.map(lambda _: tokenize_rows(sst2_rows, tokenizer, 64, tmp_path), range(4)))
+    assert [p.name.startswith("tokens-") for p in tmp_path.iterdir()] == [True]  # no temporary left
+    assert all(_ids(s) == _ids(splits[0]) for s in splits)
+    assert _ids(tokenize_rows(sst2_rows, tokenizer, 64, tmp_path)) == _ids(splits[0])

@@ -180,8 +180,22 @@ def test_the_global_batch_is_reached_by_accumulation_on_fewer_devices():
 
 def test_evaluation_interval_counts_optimizer_steps():
     plan = plan_batches(8, 32, {"devices": 1})
-    assert trainer_batch_arguments(plan, 8) == {"accumulate_grad_batches": 4, "val_check_interval": 32}
+    assert trainer_batch_arguments(plan, 8) == {
+        "accumulate_grad_batches": 4,
+        "val_check_interval": 32,
+        "check_val_every_n_epoch": None,  # counted across epochs, as the reference's eval_steps
+    }
     assert trainer_batch_arguments(plan, 0.5) == {"accumulate_grad_batches": 4}
+
+
+def test_an_evaluation_interval_longer_than_an_epoch_counts_across_epochs(
+    glue_fixtures, token_cache, tmp_path
+):
+    # 48 rows at batch 8: 6 optimizer steps an epoch; Lightning refused an interval of 8 (ValueError).
+    overrides = ["task=rte", "trainer.max_epochs=3", "trainer.val_check_interval=8"]
+    cfg = compose_tiny_run(glue_fixtures, token_cache, tmp_path, overrides)
+    results = train(cfg)
+    assert [entry["step"] for entry in results["history"]] == [8, 16]
 
 
 def test_a_run_accumulates_and_evaluates_every_n_optimizer_steps(

@@ -115,6 +115,77 @@ def test_a_run_never_writes_into_an_existing_run_directory(tmp_path):
     assert (run_dir / "results.json").read_text() == '{"score": 0.9}\n'
 
 
+def test_a_run_into_a_directory_a_running_run_holds_is_refused_in_one_paragraph(tmp_path):
+    from glue_lora.utils.run_lock import LOCK_FILE, RunDirLock
+
+    run_dir = tmp_path / "run"
+    running = RunDirLock(run_dir)  # what a running run holds (an flock, seen by other processes)
+    running.acquire()
+    (run_dir / "csv").mkdir()  # what it has written so far
+    done = run_cli("train.py", ["model=tiny_roberta", f"hydra.run.dir={run_dir}"])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (paragraph,) = done.stderr.strip().splitlines()
+    assert "is in use" in paragraph and f"process {os.getpid()}" in paragraph
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE, "csv"]  # untouched
+    running.release()
+    assert not (run_dir / LOCK_FILE).exists()
+
+
+def test_the_lock_a_killed_run_left_is_taken_over(tmp_path, monkeypatch, caplog):
+    from glue_lora.utils.run_lock import LOCK_FILE, RunDirLock
+
+    (tmp_path / LOCK_FILE).write_text('{"pid": 999999, "host": "node1", "started": "2026-01-01 00:00:00"}')
+    lock = RunDirLock(tmp_path)  # no process holds the flock any more: the kernel dropped it
+    with caplog.at_level("INFO", logger="glue_lora.utils.run_lock"):
+        lock.acquire()
+    assert lock.held and "Took over the lock of process 999999 on node1" in caplog.text
+    assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_ddp_ranks_above_zero_join_the_run_directory_rank_zero_holds(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from glue_lora.training.hydra_callbacks import ProtectRunDir
+    from glue_lora.utils.run_lock import RunDirLock
+
+    run_dir = tmp_path / "run"
+    rank_zero = RunDirLock(run_dir)
+    rank_zero.acquire()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.run.dir={run_dir}"], return_hydra_config=True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    ProtectRunDir().on_run_start(cfg)  # not refused
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(SystemExit):
+        ProtectRunDir().on_run_start(cfg)
+    rank_zero.release()
+
+
+@pytest.mark.slow
+def test_a_second_run_started_beside_a_running_one_leaves_it_unharmed(glue_fixtures, token_cache, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    data = [f"paths.glue_dir={glue_fixtures}", f"data.cache_dir={token_cache}"]
+    args = [*TINY, "trainer.max_epochs=40", *data]
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (run_dir / ".run.lock").exists() and first.poll() is None:
+        time.sleep(0.1)
+    second = run_cli("train.py", [*args, f"hydra.run.dir={run_dir}"])
+    _, err = first.communicate(timeout=600)
+    assert second.returncode == 2 and "is in use" in second.stderr and "Traceback" not in second.stderr
+    assert first.returncode == 0, err[-3000:]
+    assert json.loads((run_dir / "results.json").read_text())["score"] is not None
+
+
 def test_a_crashed_sweep_job_leaves_the_other_jobs_results(glue_fixtures, token_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     done = run_cli(
@@ -133,8 +204,13 @@ def test_a_crashed_sweep_job_leaves_the_other_jobs_results(glue_fixtures, token_
         ],
         env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")},
     )
-    assert done.returncode != 0
-    assert "simulated crash at step 2" in done.stderr
+    # ends with the table of failed jobs, not with Hydra's re-raised traceback
+    assert done.returncode == 1
+    table = done.stderr.split("error: 1 of 3 job(s) of the sweep failed")[1]
+    assert "Error executing job" not in done.stderr and "Traceback" not in table
+    (row,) = [line for line in table.splitlines() if line.startswith("1 ")]
+    assert "callbacks.crash.step=2" in row and "simulated crash at step 2" in row
+    assert row.endswith(str((sweep_dir / "1" / "failed.json").resolve()))
     assert (sweep_dir / "0" / "results.json").is_file()
     assert not (sweep_dir / "1" / "results.json").exists()
     assert (sweep_dir / "2" / "results.json").is_file()

@@ -24,6 +24,7 @@ from glue_lora.training.metrics import build_metrics, predictions_from_logits
 from glue_lora.training.module import SPLIT_RESULT_KEY
 from glue_lora.utils.artifacts import atomic_open, atomic_write_json
 from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.provenance import run_provenance
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,12 @@ def _predict(trainer: Any, module: Any, datamodule: Any, spec: TaskSpec, out_dir
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.adapter`` on ``cfg.split``; returns the content written to eval_results.json."""
-    from hydra.utils import instantiate
 
+    provenance = run_provenance()  # what produces these results, taken as the evaluation starts
     route_library_logs_through_hydra()
     from glue_lora.data.datamodule import datamodule_from_settings
     from glue_lora.training.module import GlueLoRAModule
+    from glue_lora.training.trainer_build import build_trainer
 
     if cfg.split not in SPLITS:
         raise ConfigError(
@@ -171,7 +173,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     data = eval_data_settings(cfg.data, data_dir, max_length, settings)
     datamodule = datamodule_from_settings(data, spec, tokenizer)
     module = GlueLoRAModule(model, spec, optimizer=None, schedule={})
-    trainer = instantiate(cfg.trainer, precision=settings["precision"])
+    trainer = build_trainer(cfg.trainer, precision=settings["precision"])
 
     results: dict[str, Any] = {
         "adapter": str(info.path),
@@ -191,6 +193,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     else:
         results.update(_predict(trainer, module, datamodule, spec, out_dir))
         summary = f"{sum(results['rows'].values())} test predictions in {out_dir}"
+    results["provenance"] = provenance
     atomic_write_json(out_dir / "eval_results.json", results)
     print(f"{summary}; results in {out_dir / 'eval_results.json'}")
     return results

@@ -37,6 +37,7 @@ from glue_lora.training.param_groups import tier_table
 from glue_lora.training.tf32 import set_matmul_precision
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.diskspace import run_bytes, warn_if_low
+from glue_lora.utils.provenance import run_provenance
 from glue_lora.utils.quiet import route_library_logs_through_hydra
 from glue_lora.utils.run_files import ADAPTER, CHECKPOINTS, RESULTS
 
@@ -137,6 +138,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("dry_run"):
         return dry_run(model_settings, method, lora, spec, data.max_length, report)
+    provenance = run_provenance()  # what produces this run's results, taken as it starts
     # fails here, before any work, when the adapter is missing
     check_init_adapter(cfg.get("init_adapter"), method)
     init = prepare_init_adapter(
@@ -152,10 +154,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from glue_lora.training.checkpointing import SafeCheckpointIO, checkpoint_callbacks, load_checkpoint
     from glue_lora.training.loggers import build_loggers, finish_loggers, run_group
     from glue_lora.training.metrics import best_evaluation
+    from glue_lora.training.model_summary import model_summary_callbacks
     from glue_lora.training.module import SPLIT_RESULT_KEY, GlueLoRAModule
     from glue_lora.training.regularizers import TrainingLoss
     from glue_lora.training.reliability import reliability_callbacks
     from glue_lora.training.resume import finished_results, fit, prepare_resume, run_config
+    from glue_lora.training.trainer_build import build_trainer
 
     # The run's resolved config, secrets masked: results.json, checkpoints and loggers record it,
     # and a resumed run is compared with it.
@@ -221,11 +225,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         extra_callbacks.append(AdaLoraSchedule())  # AdaLoRA's rank budget follows the run's steps
     group = run_group(spec.name, model_settings.name, method_label(method, lora))
     loggers = build_loggers(cfg.get("logger"), config, group, cfg.seed)
-    trainer: L.Trainer = instantiate(
+    trainer: L.Trainer = build_trainer(
         cfg.trainer,
         **trainer_batch_arguments(plan, cfg.trainer.get("val_check_interval")),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar", "auto")),
-        callbacks=[*checkpoints, meter, *reliability_callbacks(config, out_dir), *extra_callbacks],
+        enable_model_summary=False,  # ours instead, when on: model_summary_callbacks below
+        callbacks=[
+            *checkpoints,
+            meter,
+            *reliability_callbacks(config, out_dir),
+            *model_summary_callbacks(cfg.trainer.get("enable_model_summary", True)),
+            *extra_callbacks,
+        ],
         logger=loggers,
         plugins=[SafeCheckpointIO()],
     )
@@ -244,7 +255,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "stack": "ours",
         "task": spec.name,
         "model": model_settings.name,
-        "model_name_or_path": model_settings.source(),
+        "model_name_or_path": model_settings.shareable_source(),
         "lora": lora.as_dict() if lora is not None else None,
         "method": method.as_dict(),
         "seed": cfg.seed,
@@ -258,6 +269,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["history"] = history
     results["params"] = counts.as_dict()
     results["train"] = meter.summary(module.device)
+    results["provenance"] = provenance
     # The run's resolved config (secrets masked): a sweep re-run with resume=true compares it.
     results["config"] = config
 

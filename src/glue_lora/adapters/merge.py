@@ -28,6 +28,7 @@ from glue_lora.adapters.record import RECORD, AdapterInfo
 from glue_lora.settings.method import FULL
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
 from glue_lora.utils.errors import ConfigError, GlueLoraError
+from glue_lora.utils.shareable import shareable, shareable_path
 from glue_lora.utils.timing import median_forward_seconds
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,11 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     model, tokenizer, info = load_model(adapter, base=base)
     merged = merge(model, info)
     record = {
-        **json.loads((info.path / RECORD).read_text()),
+        # shareable: a record written before records left machine paths out may still hold some
+        **shareable(json.loads((info.path / RECORD).read_text())),
         "method": FULL.as_dict(),
         "lora": None,
-        "merged_from": str(info.path),
+        "merged_from": shareable_path(info.path),
         "merged_method": info.method.as_dict(),
     }
     card = info.path / CARD
@@ -100,7 +102,7 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
         card.read_text(encoding="utf-8") if card.is_file() else None,
         info.task,
         hub_base(info.model),
-        info.path,
+        shareable_path(info.path),
     )
 
     def write(path: str | Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from glue_lora.data.tasks import TaskSpec
+from glue_lora.utils.shareable import is_path_like, shareable_path
 
 CARD = "README.md"
 # Our metric names -> the `evaluate` metric ids the Hub's model-index uses.
@@ -30,7 +31,7 @@ _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
 
 def is_local_path(source: str | None) -> bool:
-    return bool(source) and (source.startswith((".", "/", "~")) or Path(source).expanduser().exists())
+    return bool(source) and (source.startswith((".", "/", "~", "<")) or Path(source).expanduser().exists())
 
 
 def shareable_base(model_cfg: Mapping[str, Any]) -> str | None:
@@ -43,7 +44,8 @@ def shareable_base(model_cfg: Mapping[str, Any]) -> str | None:
     if not model_cfg.get("pretrained", True):
         return None
     if model_cfg.get("name_or_path"):
-        return str(model_cfg["name_or_path"])
+        source = str(model_cfg["name_or_path"])
+        return shareable_path(source) if is_path_like(source) else source
     return str(model_cfg["hub_id"]) if model_cfg.get("hub_id") else None
 
 
@@ -202,7 +204,7 @@ def adapter_card(
     return render(front, sections)
 
 
-def merged_card(adapter_card_text: str | None, task: str, base: str | None, source: Path) -> str:
+def merged_card(adapter_card_text: str | None, task: str, base: str | None, source: str) -> str:
     """The README.md of ``glue-lora merge``'s output: the adapter's card, as a plain transformers model."""
     front, sections = parse(adapter_card_text) if adapter_card_text else ({}, {})
     if base and "base_model" not in front:

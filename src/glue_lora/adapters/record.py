@@ -85,8 +85,9 @@ def adapter_record(
         "task": spec.name,
         "label_names": list(spec.label_names) if spec.label_names else None,
         "model": model.config,
-        # Where this machine read the base weights (adapter_config.json names a Hub id instead).
-        "base_model_source": model.source(),
+        # Where the base weights were read, without this machine's paths (adapter_config.json names
+        # a Hub id instead).
+        "base_model_source": model.shareable_source(),
         "method": method.as_dict(),
         "lora": lora.as_dict() if lora is not None else None,
         "max_length": data.max_length,

@@ -20,6 +20,7 @@ from glue_lora.model.methods import trained_weights
 from glue_lora.settings.method import method_settings
 from glue_lora.utils.artifacts import atomic_save_pretrained
 from glue_lora.utils.redact import redact
+from glue_lora.utils.shareable import shareable
 
 
 def save_adapter(
@@ -41,7 +42,7 @@ def save_adapter(
     LoRA-GA: B0 and A0 as the start left them) is saved as ``initial_adapter.safetensors``, from
     which loading rebuilds the residual base the adapter was trained on.
     """
-    record = redact(record)
+    record = shareable(redact(record))  # no secrets, and no paths of this machine
     extra_text = {}
     if results is not None:
         extra_text[CARD] = adapter_card(results["config"], spec, results, run_command())
@@ -119,4 +120,5 @@ def run_command() -> str | None:
         return None
     # unresolved, as Hydra saves them: `key=${oc.env:NAME}` must not turn into the secret it names
     overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+    overrides = shareable(overrides)  # hydra.run.dir=/home/me/... is this machine's, not the recipe's
     return " ".join(["python train.py", *(shlex.quote(o) for o in overrides)])

@@ -29,6 +29,7 @@ from glue_lora.settings.validation import validate
 from glue_lora.training.batching import count_devices, plan_batches
 from glue_lora.utils.artifacts import atomic_write_json, dir_size_mb
 from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.provenance import run_provenance
 from glue_lora.utils.run_files import ADAPTER, RESULTS
 
 # What the peer stack cannot do as ours does; each is refused rather than silently ignored.
@@ -91,6 +92,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     config = run_config(cfg)  # resolved once, secrets masked
     if (done := finished_results(config, resume, out_dir)) is not None:
         return done
+    provenance = run_provenance()  # what produces this run's results, taken as it starts
 
     import datasets
     import torch
@@ -192,6 +194,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         },
         "config": config,
     }
+    results["provenance"] = provenance
     trainer.model.save_pretrained(out_dir / ADAPTER)
     results["sizes"] = {"adapter_mb": round(dir_size_mb(out_dir / ADAPTER), 3)}
     atomic_write_json(out_dir / RESULTS, results)

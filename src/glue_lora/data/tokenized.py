@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +15,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from glue_lora.data.reading import Rows
+from glue_lora.utils.errors import ConfigError
 
-CACHE_FORMAT_VERSION = "1"
+log = logging.getLogger(__name__)
+
+# 2: one Arrow IPC file per split, written atomically (1: a ``datasets`` directory)
+CACHE_FORMAT_VERSION = "2"
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -84,18 +88,16 @@ def tokenize_rows(
     rows: Rows, tokenizer: Any, max_length: int, cache_dir: str | Path | None
 ) -> TokenizedSplit:
     """Tokenize ``rows`` once; later runs with the same rows, tokenizer and length load the cache."""
-    import datasets
-
     cache_path = None
     if cache_dir is not None:
+        _check_cache_dir(Path(cache_dir))
         key = hashlib.sha256(
             f"{CACHE_FORMAT_VERSION}|{_rows_fingerprint(rows)}|{tokenizer_fingerprint(tokenizer)}"
             f"|{max_length}".encode()
         ).hexdigest()[:24]
-        cache_path = Path(cache_dir) / f"tokens-{key}"
-        if cache_path.is_dir():
-            table = datasets.load_from_disk(str(cache_path)).with_format("arrow")[:]
-            return TokenizedSplit({name: table.column(name) for name in table.column_names})
+        cache_path = Path(cache_dir) / f"tokens-{key}.arrow"
+        if cache_path.is_file() and (cached := _read_cache(cache_path, len(rows["texts"]))) is not None:
+            return TokenizedSplit(cached)
 
     text_columns = [list(col) for col in zip(*rows["texts"], strict=True)]
     columns: dict[str, list] = dict(tokenizer(*text_columns, truncation=True, max_length=max_length))
@@ -103,11 +105,55 @@ def tokenize_rows(
     if all(label is not None for label in rows["label"]):
         columns["labels"] = rows["label"]
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=cache_path.parent, prefix=f".{cache_path.name}."))
-        datasets.Dataset.from_dict(columns).save_to_disk(str(tmp))
-        try:
-            os.replace(tmp, cache_path)
-        except OSError:  # another process cached the same rows first
-            shutil.rmtree(tmp, ignore_errors=True)
+        _write_cache(cache_path, columns)
     return TokenizedSplit(columns)
+
+
+def _check_cache_dir(cache_dir: Path) -> None:
+    existing = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(
+            f"The token cache directory {cache_dir} cannot be made: {existing} is a file. Point "
+            "data.cache_dir (or the GLUE_LORA_CACHE environment variable) at a directory, or set "
+            "data.cache_dir=null for no cache."
+        )
+
+
+def _read_cache(path: Path, n_rows: int) -> dict[str, Any] | None:
+    """The cached columns, or None (said in one line) when the file is damaged: it is then rebuilt."""
+    import pyarrow as pa
+
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            table = pa.ipc.open_file(source).read_all()
+        if table.num_rows != n_rows or "input_ids" not in table.column_names:
+            raise ValueError(f"{table.num_rows} rows and columns {table.column_names}, for {n_rows} rows")
+    except (pa.ArrowException, OSError, ValueError) as err:
+        log.warning("The tokenized cache %s is damaged (%s); rebuilding it.", path, str(err).splitlines()[0])
+        return None
+    return {name: table.column(name) for name in table.column_names}
+
+
+def _write_cache(path: Path, columns: dict[str, list]) -> None:
+    """Write the cache beside its final name and rename it into place, so that no reader ever sees
+    a partial file; two jobs tokenizing the same rows at once each rename a whole file of the same
+    content. A failed write (a full disk) costs only the cache."""
+    import pyarrow as pa
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # a read-only or full file system
+        log.warning("Could not write the tokenized cache %s (%s); the run goes on without it.", path, err)
+        return
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        table = pa.table({name: pa.array(values) for name, values in columns.items()})
+        with pa.OSFile(tmp_name, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("Could not write the tokenized cache %s (%s); the run goes on without it.", path, err)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -18,13 +18,15 @@ from glue_lora.reports.plots import (
     plot_curves,
     plot_params,
 )
+from glue_lora.reports.provenance import cell_differences
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD, Configuration, summarise
+from glue_lora.utils.shareable import shareable_path
 
 
 def report(dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[list[Configuration], list[Path]]:
     """Write summary.csv, summary.md and the plots for the runs under ``dirs`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    title = "Summary of " + ", ".join(str(d) for d in dirs)
+    title = "Summary of " + ", ".join(shareable_path(d) for d in dirs)
     configs = summarise(dirs, out_dir, title=title)
     written = [out_dir / SUMMARY_CSV, out_dir / SUMMARY_MD]
     plots = ((plot_curves, CURVES_PNG), (plot_params, PARAMS_PNG), (plot_comparison, COMPARISON_PNG))
@@ -66,5 +68,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     print((out / SUMMARY_MD).read_text())
+    for difference in cell_differences(configs):
+        print(f"warning: {difference}: they are not repeats of one experiment.", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

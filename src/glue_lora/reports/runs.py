@@ -135,3 +135,30 @@ def find_runs(dirs: Iterable[str | Path]) -> list[Run]:
             else:
                 subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
     return [load_run(path) for path in found]
+
+
+def _job_order(run: Run) -> tuple[bool, int, str]:
+    name = run.path.name
+    return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
+
+
+def failed_jobs_table(sweep_dir: Path) -> str | None:
+    """A short table of the jobs of ``sweep_dir`` that failed in their latest attempt (failed.json and
+    no results.json): job number, the overrides that tell the jobs apart, the error's first line, the
+    path of its failed.json. None when no job failed."""
+    runs = find_runs([sweep_dir])
+    failed = sorted((r for r in runs if r.status == "failed"), key=_job_order)
+    if not failed:
+        return None
+    keys = list(dict.fromkeys(k for r in runs for k in r.overrides))
+    swept = [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1] or keys
+    rows = [("job", "overrides", "error", "failed.json")]
+    for run in failed:
+        overrides = " ".join(f"{k}={run.overrides[k]}" for k in swept if k in run.overrides)
+        error = ((run.error or "").strip().splitlines() or ["?"])[0]
+        error = error if len(error) <= 100 else error[:99] + "…"
+        rows.append((run.path.name, overrides, error, str(run.path / FAILED)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3]]) for row in rows]
+    head = f"{len(failed)} of {len(runs)} job(s) of the sweep failed (the other jobs' results are kept):"
+    return "\n".join([head, *lines])

@@ -13,8 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,11 @@ import numpy as np
 from glue_lora.data.tasks import TASKS
 from glue_lora.reports.comparison import comparable_runs, comparison_markdown
 from glue_lora.reports.paper import PaperScore, paper_row, paper_source
+from glue_lora.reports.provenance import provenance_markdown
 from glue_lora.reports.runs import Run, find_runs
 from glue_lora.reports.stats import Stats
 from glue_lora.utils.artifacts import atomic_open
+from glue_lora.utils.shareable import shareable_path
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -168,7 +169,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def _error_lines(config: Configuration) -> str:
-    return " | ".join(f"{r.path.name}: {r.error}" for r in config.failed)
+    return " | ".join(f"{r.path.name}: {r.error}" for r in config.failed)  # the job's number, no path
 
 
 def summary_csv(configs: Sequence[Configuration]) -> str:
@@ -212,9 +213,18 @@ def summary_csv(configs: Sequence[Configuration]) -> str:
     return out.getvalue()
 
 
-def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summary") -> str:
+def summary_markdown(
+    configs: Sequence[Configuration], title: str = "Sweep summary", base: Path | None = None
+) -> str:
     """A readable table of the same figures (one decimal, as in the paper), the variants side by side
-    where the runs hold several (reports/comparison.py), then failed jobs."""
+    where the runs hold several (reports/comparison.py), then failed jobs: each named relative to
+    ``base`` (the summary's directory), or as ``utils.shareable`` names a path outside it."""
+
+    def shown(path: Path) -> str:
+        if base is not None and path.resolve().is_relative_to(base.resolve()):
+            return str(path.resolve().relative_to(base.resolve()))
+        return shareable_path(path)
+
     swept = list(dict.fromkeys(k for c in configs for k in c.swept))
     head = ["task", "model", "method", *swept, "n", "metric", "median", "trainable", "mean ± std"]
     head += ["min – max", "paper", "Δ", "other dev metrics (median)"]
@@ -251,15 +261,17 @@ def summary_markdown(configs: Sequence[Configuration], title: str = "Sweep summa
         lines.append("| " + " | ".join(cells) + " |")
     if by_variant := comparison_markdown(comparable_runs(configs)):
         lines += ["", by_variant.rstrip("\n")]
+    if pooled := provenance_markdown(configs):
+        lines += ["", pooled.rstrip("\n")]
     failed = [(c, r) for c in configs for r in c.failed]
     if failed:
         lines += ["", "## Failed jobs", ""]
         for c, r in failed:
-            lines.append(f"- `{r.path}` ({c.task}, {c.label}, seed {r.seed}): {r.error}")
+            lines.append(f"- `{shown(r.path)}` ({c.task}, {c.label}, seed {r.seed}): {r.error}")
     unfinished = [(c, r) for c in configs for r in c.unfinished]
     if unfinished:
         lines += ["", "## Unfinished jobs (running, or stopped without an error)", ""]
-        lines += [f"- `{r.path}` ({c.task}, {c.label}, seed {r.seed})" for c, r in unfinished]
+        lines += [f"- `{shown(r.path)}` ({c.task}, {c.label}, seed {r.seed})" for c, r in unfinished]
     return "\n".join(lines) + "\n"
 
 
@@ -275,7 +287,7 @@ def write_summary(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out_dir / SUMMARY_CSV, summary_csv(configs))
-    _atomic_write_text(out_dir / SUMMARY_MD, summary_markdown(configs, title))
+    _atomic_write_text(out_dir / SUMMARY_MD, summary_markdown(configs, title, out_dir))
 
 
 def summarise(
@@ -285,20 +297,3 @@ def summarise(
     configs = group_runs(find_runs(dirs))
     write_summary(out_dir, configs, title)
     return configs
-
-
-@contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (jobs of a parallel sweep end at the same time)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: atomic replacement alone
-        yield
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".summary.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

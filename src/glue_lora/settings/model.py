@@ -46,3 +46,15 @@ class ModelSettings:
         from glue_lora.model.backbone import resolve_source
 
         return resolve_source(self.config) if self.pretrained else f"random:{self.name}"
+
+    def shareable_source(self) -> str:
+        """``source()`` as shared files record it: a bundled package by name and version, a local
+        directory relative to a named root (``utils.shareable``), a Hub id as it is."""
+        from glue_lora.utils.shareable import is_path_like, package_source, shareable_path
+
+        if self.pretrained and not self.config.get("name_or_path") and self.config.get("package"):
+            source = self.source()
+            if source != str(self.config.get("hub_id")):  # the package is installed
+                return package_source(str(self.config["package"]))
+        source = self.source()
+        return shareable_path(source) if is_path_like(source) else source

@@ -119,8 +119,18 @@ def plan_batches(per_device: int, global_batch: int | None, trainer: Mapping[str
 
 
 def trainer_batch_arguments(plan: BatchPlan, val_check_interval: Any) -> dict[str, Any]:
-    """``lightning.Trainer`` arguments that make config step counts count optimizer steps."""
+    """``lightning.Trainer`` arguments that make config step counts count optimizer steps.
+
+    An integer ``val_check_interval`` means every N optimizer steps of the whole run, across epochs,
+    as the reference Trainer's ``eval_steps`` does: Lightning counts it that way only with
+    ``check_val_every_n_epoch=None`` (with an epoch count it restarts at every epoch and refuses an
+    interval longer than an epoch). ``1.0``, the default, is passed as Lightning's own default
+    (None), which Lightning then does not announce on every run.
+    """
     arguments: dict[str, Any] = {"accumulate_grad_batches": plan.accumulation}
     if isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool):
         arguments["val_check_interval"] = val_check_interval * plan.accumulation
+        arguments["check_val_every_n_epoch"] = None
+    elif val_check_interval == 1.0:
+        arguments["val_check_interval"] = None
     return arguments

@@ -71,6 +71,10 @@ def checkpoint_callbacks(
         save_last=True,
         save_weights_only=False,
         enable_version_counter=False,  # fixed names: best.ckpt, last.ckpt (both callbacks write last)
+        # Ranked after each validation only: at the end of an epoch that no validation closed (a
+        # max_steps run inside its first epoch) there is no score to rank, and Lightning warned
+        # that the monitored key was missing.
+        save_on_train_epoch_end=False,
     )
     callbacks = [best]
     if every_n_train_steps:

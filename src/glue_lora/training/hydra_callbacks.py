@@ -16,6 +16,8 @@ from glue_lora.utils.errors import RunDirError
 from glue_lora.utils.ranks import is_rank_zero, launched_rank, launched_world_size
 from glue_lora.utils.redact import secret_overrides
 from glue_lora.utils.run_files import CHECKPOINTS, LAST_CHECKPOINT, RUN_MARKERS
+from glue_lora.utils.run_lock import RunDirLock
+from glue_lora.utils.shareable import shareable_path
 
 log = logging.getLogger(__name__)
 
@@ -102,23 +104,34 @@ class ProtectRunDir(Callback):
         if config.get("resume") and not _user_set(config, "hydra.sweep.dir"):
             raise RunDirError(_resume_sweep_hint(config))
 
+    def __init__(self) -> None:
+        self.lock: RunDirLock | None = None
+
     @_exit_on_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_secret_overrides(config)
         _one_run_dir_for_all_ranks(config)
         if config.get("dry_run") or not is_rank_zero():
-            return
-        if config.get("ckpt_path") or config.get("resume"):
+            return  # a DDP worker (rank > 0) joins the run directory of rank 0, which holds its lock
+        resuming = bool(config.get("ckpt_path") or config.get("resume"))
+        if resuming:
             self._prepare_resume(config)
-            return
         run_dir = Path(str(config.hydra.run.dir))
+        # First: a run still writing into the directory is refused before its files are judged.
+        self.lock = RunDirLock(run_dir)
+        self.lock.acquire()
         taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
-        if taken:
+        if taken and not resuming:
+            self.lock.release()
             raise RunDirError(
                 f"The run directory {run_dir} already holds a run ({', '.join(taken)}); it is left "
                 "untouched. Add resume=true to continue that run from its last checkpoint, or choose "
                 "another hydra.run.dir (or leave it at its default, which is new for every run)."
             )
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     @staticmethod
     def _prepare_resume(config: DictConfig) -> None:
@@ -183,9 +196,10 @@ def _refuse_secret_overrides(config: DictConfig) -> None:
 class SweepSummary(Callback):
     """Keep ``summary.csv`` and ``summary.md`` of a multirun up to date in its sweep directory.
 
-    Rewritten after every job, not only when the sweep ends: Hydra's BasicSweeper re-raises a failed
-    job's error once its batch is done, so ``on_multirun_end`` never runs for a sweep with a failure.
-    A failed job leaves ``failed.json`` (its error's first line) in its directory and is listed.
+    Rewritten after every job, not only when the sweep ends: another sweeper than Hydra's basic one
+    (Optuna, say) re-raises a failed job's error, and ``on_multirun_end`` never runs then. A failed job
+    leaves ``failed.json`` (its error's first line) in its directory and is listed; with the basic
+    sweeper, the sweep ends with a table of its failed jobs and exit code 1 instead of a traceback.
     Only rank 0 writes, where a launcher runs each job in several processes (submitit's
     ``tasks_per_node``, a sweep under ``torchrun``).
     """
@@ -199,27 +213,58 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             from glue_lora.reports.runs import write_failure
 
+            # ``return_value`` would re-raise the error; the exception itself is what we record.
+            error = job_return._return_value
             try:
-                # ``return_value`` would re-raise the error; the exception itself is what we record.
-                write_failure(config.hydra.runtime.output_dir, job_return._return_value)
+                write_failure(config.hydra.runtime.output_dir, error)
             except Exception as err:
                 log.warning("Could not record the failure in %s: %s", config.hydra.runtime.output_dir, err)
+            else:
+                _log_failure(error)
+                if str(config.hydra.sweeper.get("_target_", "")) == BASIC_SWEEPER:
+                    # Recorded: Hydra's BasicSweeper need not re-raise it as a traceback once the other
+                    # jobs are done; on_multirun_end then ends the sweep with the table of failures.
+                    job_return.status = JobStatus.COMPLETED
+                    job_return.return_value = None
         self._write(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if is_rank_zero():
-            self._write(Path(str(config.hydra.sweep.dir)))
+        if not is_rank_zero():
+            return
+        from glue_lora.reports.runs import failed_jobs_table
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        self._write(sweep_dir)
+        # Read from the sweep directory: a parallel launcher ran on_job_end in its worker processes.
+        if table := failed_jobs_table(sweep_dir):
+            print(f"error: {table}", file=sys.stderr)
+            raise SystemExit(1)  # not an Exception: Hydra's callback runner would turn it into a warning
 
     @staticmethod
     def _write(sweep_dir: Path) -> None:
-        from glue_lora.reports.summary import SUMMARY_MD, locked, summarise
+        from glue_lora.reports.summary import SUMMARY_MD, summarise
+        from glue_lora.utils.artifacts import locked
 
         try:
             with locked(sweep_dir):
-                summarise([sweep_dir], sweep_dir, title=f"Sweep {sweep_dir}")
+                summarise([sweep_dir], sweep_dir, title=f"Sweep {shareable_path(sweep_dir)}")
             log.info("Sweep summary: %s", sweep_dir / SUMMARY_MD)
         except Exception as err:  # a summary must never fail a sweep; `glue-lora report` can redo it
             log.warning("Could not write the sweep summary in %s: %s", sweep_dir, err)
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def _log_failure(error: BaseException) -> None:
+    """A fixable error in one line; anything else (a bug, a lost GPU) with its traceback, for the
+    job's log: the sweep's end lists only each error's first line."""
+    from glue_lora.utils.errors import GlueLoraError
+
+    if isinstance(error, GlueLoraError):
+        log.error("The job failed: %s", error)
+    else:
+        log.error("The job failed:", exc_info=(type(error), error, error.__traceback__))
 
 
 class OneGpuPerJob(Callback):

@@ -129,3 +129,21 @@ def dir_size_mb(path: Path) -> float | None:
     if path.is_file():
         return path.stat().st_size / 2**20
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` while its summary is rewritten (jobs of a parallel sweep
+    end at the same time)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: atomic replacement alone
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".summary.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

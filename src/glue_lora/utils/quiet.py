@@ -42,6 +42,18 @@ def silence_known_warnings() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+# Lightning's own advertising, logged at INFO on every Trainer's start; it has no setting to turn it off.
+PROMOTIONS: tuple[str, ...] = ("try installing [litlogger]",)
+
+
+class DropPromotions(logging.Filter):
+    """Drops the log records of ``PROMOTIONS`` and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(promotion in message for promotion in PROMOTIONS)
+
+
 def route_library_logs_through_hydra() -> None:
     """Import Lightning and drop the console handler its import installs: beside Hydra's, every line
     showed twice. Called by the runs just before they need Lightning, so that a run failing on its
@@ -52,3 +64,7 @@ def route_library_logs_through_hydra() -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # rank_zero_info logs through this logger; a filter on a logger applies to its own records only
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, DropPromotions) for f in rank_zero.filters):
+        rank_zero.addFilter(DropPromotions())
