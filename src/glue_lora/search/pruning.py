@@ -8,11 +8,15 @@ so this one opens the trial from the storage (glue_lora.search.study.open_trial)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 
 from glue_lora.search.study import PRUNED_AT_STEP, open_trial
+
+
+log = logging.getLogger(__name__)
 
 
 class PruneTrial(L.Callback):
@@ -44,6 +48,7 @@ class PruneTrial(L.Callback):
             trial.report(entry["dev"][pl_module.spec.primary_metric], step=entry["step"])
             if trial.should_prune():
                 trial.set_user_attr(PRUNED_AT_STEP, entry["step"])
+                log.info("Trial %d pruned at step %d: below the median of the earlier trials", self.number, entry["step"])
                 stop = True
         # Every rank stops together, as rank 0 decided.
         if trainer.strategy.broadcast(stop, src=0):

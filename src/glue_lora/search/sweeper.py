@@ -78,6 +78,10 @@ class SearchSweeperImpl(OptunaSweeperImpl):
             directions=self._get_directions(),
             load_if_exists=True,
         )
+        if study.trials:
+            # A resumed search: the sampler seeded as at the first start would draw that start's
+            # values again; seeded past the trials it holds, it draws the next ones.
+            study.sampler = self._sampler_seeded_after(len(study.trials))
         for params in fail_killed_trials(study):
             log.info("Trial killed with an earlier start, run again: %s", params)
             study.enqueue_trial(params)
@@ -92,6 +96,9 @@ class SearchSweeperImpl(OptunaSweeperImpl):
                 for params, trial in zip(self._configure_trials(trials, distributions, fixed), trials, strict=True)
             ]
             returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            # Read again: the study object caches the trials it asked for, so it would not see the
+            # held-out scores and the pruning that their jobs wrote to the storage.
+            study = optuna.load_study(study_name=study.study_name, storage=self.storage, sampler=study.sampler)
             failures = [self._tell(study, trial, ret) for trial, ret in zip(trials, returns, strict=True)]
             write_trials(study, sweep_dir, list(distributions))
             errors = [f for f in failures if f is not None]
@@ -100,6 +107,14 @@ class SearchSweeperImpl(OptunaSweeperImpl):
                     ret.return_value  # noqa: B018  (re-raises the job's error, with its traceback)
         self._write_results(study, sweep_dir)
 
+    def _sampler_seeded_after(self, n_trials: int) -> Any:
+        from hydra.utils import instantiate
+
+        sampler = self.config.hydra.sweeper.sampler
+        if sampler.get("seed") is None:
+            return self.sampler
+        return instantiate(sampler, seed=int(sampler.seed) + n_trials)
+
     @staticmethod
     def _tell(study: Any, trial: Any, ret: Any) -> Exception | None:
         from optuna.trial import TrialState
@@ -107,13 +122,13 @@ class SearchSweeperImpl(OptunaSweeperImpl):
         try:
             value = float(ret.return_value)
         except Exception as err:
-            study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial.number, state=TrialState.FAIL)
             log.warning("Trial %d failed: %s", trial.number, err)
             return err
-        if PRUNED_AT_STEP in study._storage.get_trial(trial._trial_id).user_attrs:
-            study.tell(trial, state=TrialState.PRUNED)
+        if PRUNED_AT_STEP in study.trials[trial.number].user_attrs:
+            study.tell(trial.number, state=TrialState.PRUNED)
         else:
-            study.tell(trial, state=TrialState.COMPLETE, values=[value])
+            study.tell(trial.number, state=TrialState.COMPLETE, values=[value])
         return None
 
     @staticmethod
