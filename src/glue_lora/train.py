@@ -20,6 +20,7 @@ from glue_lora.model.backbone import build_config, build_tokenizer, check_max_le
 from glue_lora.model.build import build_model
 from glue_lora.model.data_driven_starts import initial_adapter
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
+from glue_lora.search.checks import check_held_out_rows, check_trial_settings
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
 from glue_lora.settings.method import MethodSettings, method_label, method_settings
@@ -105,6 +106,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # import Lightning and before any model is built.
         check_data_source(spec, cfg.task.data_dir)
     validate(cfg)
+    check_trial_settings(cfg.get("hparams_search"), bool(cfg.data.get("dev_from_train")))
     log.info(describe_recipe(cfg.get("recipe"), cfg.model.name, spec.name))
     # Each group resolved once, into the typed settings that the helpers below get.
     model_settings = ModelSettings.from_config(cfg.model)
@@ -157,6 +159,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Read and check every file before the model is built, so bad data never costs training time
     # (reading draws nothing from the random stream the model's start uses).
     datamodule.setup("fit")
+    check_held_out_rows(cfg.get("hparams_search"), spec.name, len(datamodule.splits["dev"]), data.val_fraction)
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)

@@ -43,12 +43,18 @@ class PruneTrial(L.Callback):
             return
         stop = False
         if trainer.is_global_zero:
+            # The step is the evaluation's index, so that trials of any batch size or epoch length
+            # compare at the same point (MedianPruner's n_warmup_steps counts evaluations).
+            evaluation = len(pl_module.history) - 1
             entry = pl_module.history[-1]
             trial = self._open()
-            trial.report(entry["dev"][pl_module.spec.primary_metric], step=entry["step"])
+            trial.report(entry["dev"][pl_module.spec.primary_metric], step=evaluation)
             if trial.should_prune():
                 trial.set_user_attr(PRUNED_AT_STEP, entry["step"])
-                log.info("Trial %d pruned at step %d: below the median of the earlier trials", self.number, entry["step"])
+                log.info(
+                    "Trial %d pruned at step %d (evaluation %d): below the median of the earlier trials",
+                    self.number, entry["step"], evaluation,
+                )
                 stop = True
         # Every rank stops together, as rank 0 decided.
         if trainer.strategy.broadcast(stop, src=0):

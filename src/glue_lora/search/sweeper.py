@@ -21,7 +21,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.search.study import PRUNED_AT_STEP, WORKER, ensure_sqlite_dir, fail_killed_trials, worker_id
-from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.errors import ConfigError, GlueLoraError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class SearchSweeperImpl(OptunaSweeperImpl):
     def sweep(self, arguments: list[str]) -> None:
         try:
             self._sweep(arguments)
-        except ConfigError as err:
+        except GlueLoraError as err:  # the search's or a trial's bad input: one paragraph, exit 2
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
 
@@ -68,6 +68,11 @@ class SearchSweeperImpl(OptunaSweeperImpl):
         distributions, fixed = create_params_from_overrides(params_conf)
         for name in fixed:
             distributions.pop(name, None)
+        if not distributions:
+            raise ConfigError(
+                "The search has nothing to search: hydra.sweeper.params names no range or choice. Use "
+                "hparams_search=lr, lr_epochs or lora, or give the ranges in hydra.sweeper.params."
+            )
         check_search_space(self.config, list(distributions))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         ensure_sqlite_dir(self.storage)
