@@ -47,6 +47,7 @@ def plot_trials(study: Any, names: list[str], path: Path) -> None:
     """Score against each searched value, one panel each: filled dots for finished trials, hollow
     for pruned ones (their last held-out score); log axes for log-uniform ranges."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
     from optuna.distributions import IntLogUniformDistribution, LogUniformDistribution
     from optuna.trial import TrialState
 
@@ -72,6 +73,7 @@ def plot_trials(study: Any, names: list[str], path: Path) -> None:
         distribution = next((t.distributions[name] for t in trials if name in t.distributions), None)
         if isinstance(distribution, LogUniformDistribution | IntLogUniformDistribution):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labels on the decades only: no overlaps
         ax.set_xlabel(name)
         ax.set_ylabel("held-out score")
         ax.grid(alpha=0.3)
