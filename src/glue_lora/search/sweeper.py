@@ -12,7 +12,9 @@ parsing of the search space, its sampler and storage settings are used as they a
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,10 @@ class SearchSweeperImpl(OptunaSweeperImpl):
                 "hparams_search=lr, lr_epochs or lora, or give the ranges in hydra.sweeper.params."
             )
         check_search_space(self.config, list(distributions))
+        if isinstance(self.sampler, functools.partial):  # hydra/sweeper/sampler=grid: every choice once
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         ensure_sqlite_dir(self.storage)
         study = optuna.create_study(
@@ -130,10 +136,14 @@ class SearchSweeperImpl(OptunaSweeperImpl):
             study.tell(trial.number, state=TrialState.FAIL)
             log.warning("Trial %d failed: %s", trial.number, err)
             return err
-        if PRUNED_AT_STEP in study.trials[trial.number].user_attrs:
-            study.tell(trial.number, state=TrialState.PRUNED)
-        else:
-            study.tell(trial.number, state=TrialState.COMPLETE, values=[value])
+        state = TrialState.PRUNED if PRUNED_AT_STEP in study.trials[trial.number].user_attrs else TrialState.COMPLETE
+        try:
+            study.tell(trial.number, state=state, values=None if state == TrialState.PRUNED else [value])
+        except RuntimeError as err:
+            # GridSampler stops the study when its grid is done; outside optimize() that raises, after
+            # the trial is recorded (the plugin's loop ignores it the same way).
+            if "Study.stop" not in str(err):
+                raise
         return None
 
     @staticmethod
