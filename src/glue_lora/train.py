@@ -159,7 +159,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Read and check every file before the model is built, so bad data never costs training time
     # (reading draws nothing from the random stream the model's start uses).
     datamodule.setup("fit")
-    check_held_out_rows(cfg.get("hparams_search"), spec.name, len(datamodule.splits["dev"]), data.val_fraction)
+    check_held_out_rows(
+        cfg.get("hparams_search"), spec.name, len(datamodule.splits["dev"]), data.val_fraction
+    )
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)

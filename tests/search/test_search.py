@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 import glue_lora  # noqa: F401  (registers the resolvers the configs use)
-
 from tests.helpers.runs import ROOT, TINY, compose_train, run_cli
 
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
@@ -36,11 +35,15 @@ def search(sweep_dir, glue_dir, token_cache, *overrides, name="lr", task="stsb",
 
 
 def trials_of(sweep_dir, name="lr", task="stsb", method="lora"):
-    study = optuna.load_study(study_name=f"{name}-{task}-{method}-seed0", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    study = optuna.load_study(
+        study_name=f"{name}-{task}-{method}-seed0", storage=f"sqlite:///{sweep_dir}/optuna.db"
+    )
     return study.get_trials()
 
 
-def test_a_search_scores_held_out_rows_and_resumes_with_the_same_command(glue_fixtures, token_cache, tmp_path):
+def test_a_search_scores_held_out_rows_and_resumes_with_the_same_command(
+    glue_fixtures, token_cache, tmp_path
+):
     sweep = tmp_path / "search"
     done = search(sweep, glue_fixtures, token_cache, "hydra.sweeper.n_trials=2")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -67,7 +70,10 @@ def test_a_search_scores_held_out_rows_and_resumes_with_the_same_command(glue_fi
 
 
 def test_lr_epochs_and_lora_search_their_keys(glue_fixtures, token_cache, tmp_path):
-    for name, keys in (("lr_epochs", {"optimizer.lr", "trainer.max_epochs"}), ("lora", {"lora.r", "lora.alpha", "lora.dropout"})):
+    for name, keys in (
+        ("lr_epochs", {"optimizer.lr", "trainer.max_epochs"}),
+        ("lora", {"lora.r", "lora.alpha", "lora.dropout"}),
+    ):
         sweep = tmp_path / name
         epochs = "int(interval(1,2))" if name == "lr_epochs" else "1"
         done = search(sweep, glue_fixtures, token_cache, "hydra.sweeper.n_trials=1", name=name, epochs=epochs)
@@ -83,14 +89,22 @@ def test_lr_epochs_and_lora_search_their_keys(glue_fixtures, token_cache, tmp_pa
 @pytest.mark.parametrize(
     ("overrides", "task", "message"),
     [
-        (["optimizer.lrr=interval(1e-4,1e-3)"], "stsb", "names optimizer.lrr, which the config does not have"),
+        (
+            ["optimizer.lrr=interval(1e-4,1e-3)"],
+            "stsb",
+            "names optimizer.lrr, which the config does not have",
+        ),
         (["data.dev_from_train=false"], "stsb", "would tune on the dev set"),
         (["task.val_fraction=0.05"], "stsb", "The search holds out 2 of stsb's train rows"),
         ([], "mnli", "data.dev_from_train=true is not available for mnli"),
     ],
 )
-def test_bad_input_to_a_search_is_one_paragraph_and_exit_2(overrides, task, message, glue_fixtures, token_cache, tmp_path):
-    done = search(tmp_path / "search", glue_fixtures, token_cache, "hydra.sweeper.n_trials=1", *overrides, task=task)
+def test_bad_input_to_a_search_is_one_paragraph_and_exit_2(
+    overrides, task, message, glue_fixtures, token_cache, tmp_path
+):
+    done = search(
+        tmp_path / "search", glue_fixtures, token_cache, "hydra.sweeper.n_trials=1", *overrides, task=task
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert message in done.stderr
     assert "Traceback" not in done.stderr

@@ -34,7 +34,9 @@ def test_both_ranks_of_a_trial_train_the_trials_learning_rate(glue_fixtures, tok
         env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")},
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    (trial,) = optuna.load_study(study_name="lr-stsb-lora-seed0", storage=f"sqlite:///{sweep}/optuna.db").trials
+    (trial,) = optuna.load_study(
+        study_name="lr-stsb-lora-seed0", storage=f"sqlite:///{sweep}/optuna.db"
+    ).trials
     rates = {p.name: float(p.read_text()) for p in seen.iterdir()}
     assert sorted(rates) == ["lr_rank0.txt", "lr_rank1.txt"]
     assert rates["lr_rank0.txt"] == rates["lr_rank1.txt"] == pytest.approx(trial.params["optimizer.lr"])

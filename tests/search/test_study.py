@@ -37,7 +37,10 @@ def _job_side(storage, number, score):
     """The job's view: a module with one more evaluation, a trainer on one process."""
     callback = PruneTrial(storage, "s", number, pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
     module = SimpleNamespace(
-        history=[{"epoch": 0, "step": 6, "dev": {"pearson": 0.5}}, {"epoch": 1, "step": 12, "dev": {"pearson": score}}],
+        history=[
+            {"epoch": 0, "step": 6, "dev": {"pearson": 0.5}},
+            {"epoch": 1, "step": 12, "dev": {"pearson": score}},
+        ],
         spec=SimpleNamespace(primary_metric="pearson"),
     )
     trainer = SimpleNamespace(

@@ -15,7 +15,6 @@ import lightning as L
 
 from glue_lora.search.study import PRUNED_AT_STEP, open_trial
 
-
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +26,12 @@ class PruneTrial(L.Callback):
     """
 
     def __init__(
-        self, storage: str | None, study_name: str | None, trial: int | None, pruner: Any = None, enabled: bool = True
+        self,
+        storage: str | None,
+        study_name: str | None,
+        trial: int | None,
+        pruner: Any = None,
+        enabled: bool = True,
     ) -> None:
         self.enabled = bool(enabled and storage and study_name and trial is not None)
         self.storage, self.study_name, self.number, self.pruner = storage, study_name, trial, pruner
@@ -53,7 +57,9 @@ class PruneTrial(L.Callback):
                 trial.set_user_attr(PRUNED_AT_STEP, entry["step"])
                 log.info(
                     "Trial %d pruned at step %d (evaluation %d): below the median of the earlier trials",
-                    self.number, entry["step"], evaluation,
+                    self.number,
+                    entry["step"],
+                    evaluation,
                 )
                 stop = True
         # Every rank stops together, as rank 0 decided.

@@ -64,4 +64,3 @@ def open_trial(storage: str, study_name: str, number: int, pruner: Any = None) -
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return optuna.trial.Trial(study, trial_id)
-

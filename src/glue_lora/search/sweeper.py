@@ -96,7 +96,13 @@ class SearchSweeperImpl(OptunaSweeperImpl):
         for params in fail_killed_trials(study):
             log.info("Trial killed with an earlier start, run again: %s", params)
             study.enqueue_trial(params)
-        log.info("Study %s in %s: %d trials of %d", study.study_name, self.storage, len(study.trials), self.n_trials)
+        log.info(
+            "Study %s in %s: %d trials of %d",
+            study.study_name,
+            self.storage,
+            len(study.trials),
+            self.n_trials,
+        )
         counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         while (left := self.n_trials - len(study.get_trials(deepcopy=False, states=counted))) > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, left))]
@@ -104,12 +110,16 @@ class SearchSweeperImpl(OptunaSweeperImpl):
                 trial.set_user_attr(WORKER, worker_id())
             overrides = [
                 (*params, f"{TRIAL_KEY}={trial.number}")
-                for params, trial in zip(self._configure_trials(trials, distributions, fixed), trials, strict=True)
+                for params, trial in zip(
+                    self._configure_trials(trials, distributions, fixed), trials, strict=True
+                )
             ]
             returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
             # Read again: the study object caches the trials it asked for, so it would not see the
             # held-out scores and the pruning that their jobs wrote to the storage.
-            study = optuna.load_study(study_name=study.study_name, storage=self.storage, sampler=study.sampler)
+            study = optuna.load_study(
+                study_name=study.study_name, storage=self.storage, sampler=study.sampler
+            )
             failures = [self._tell(study, trial, ret) for trial, ret in zip(trials, returns, strict=True)]
             write_trials(study, sweep_dir, list(distributions))
             errors = [f for f in failures if f is not None]
@@ -136,7 +146,11 @@ class SearchSweeperImpl(OptunaSweeperImpl):
             study.tell(trial.number, state=TrialState.FAIL)
             log.warning("Trial %d failed: %s", trial.number, err)
             return err
-        state = TrialState.PRUNED if PRUNED_AT_STEP in study.trials[trial.number].user_attrs else TrialState.COMPLETE
+        state = (
+            TrialState.PRUNED
+            if PRUNED_AT_STEP in study.trials[trial.number].user_attrs
+            else TrialState.COMPLETE
+        )
         try:
             study.tell(trial.number, state=state, values=None if state == TrialState.PRUNED else [value])
         except RuntimeError as err:

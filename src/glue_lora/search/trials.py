@@ -59,14 +59,21 @@ def plot_trials(study: Any, names: list[str], path: Path) -> None:
     best = _best_number(study)
     for ax, name in zip(axes, names, strict=True):
         for state, fill in ((TrialState.COMPLETE, "black"), (TrialState.PRUNED, "none")):
-            points = [(t.params[name], 100 * t.value) for t in trials if t.state == state and name in t.params]
+            points = [
+                (t.params[name], 100 * t.value) for t in trials if t.state == state and name in t.params
+            ]
             if points and not isinstance(points[0][0], str):
                 xs, ys = zip(*points, strict=True)
                 label = "finished" if state == TrialState.COMPLETE else "pruned"
                 ax.scatter(xs, ys, marker="o", facecolors=fill, edgecolors="black", label=label)
             elif points:  # a categorical choice: its values in order of appearance
-                ax.scatter([str(x) for x, _ in points], [y for _, y in points], marker="o",
-                           facecolors=fill, edgecolors="black")
+                ax.scatter(
+                    [str(x) for x, _ in points],
+                    [y for _, y in points],
+                    marker="o",
+                    facecolors=fill,
+                    edgecolors="black",
+                )
         for t in trials:
             if t.number == best and name in t.params:
                 ax.scatter([t.params[name]], [100 * t.value], marker="*", s=160, color="black", label="best")
@@ -84,5 +91,7 @@ def plot_trials(study: Any, names: list[str], path: Path) -> None:
 
 def write_trials(study: Any, sweep_dir: Path, names: list[str]) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / TRIALS_MD).write_text(f"# Trials of the search {study.study_name}\n\n" + trials_table(study, names))
+    (sweep_dir / TRIALS_MD).write_text(
+        f"# Trials of the search {study.study_name}\n\n" + trials_table(study, names)
+    )
     plot_trials(study, names, sweep_dir / TRIALS_PNG)
