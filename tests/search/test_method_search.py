@@ -33,7 +33,7 @@ def test_the_tuned_cells_read_each_methods_searched_rate(tmp_path):
         OmegaConf.save(OmegaConf.create(results), tmp_path / "mrpc" / method / "optimization_results.yaml")
     assert searched(str(tmp_path), "optimizer.lr", _root_=_root("vera", "mrpc")) == 0.02
     assert searched(str(tmp_path), "optimizer.lr", _root_=_root("full", "mrpc")) == 3e-4
-    with pytest.raises(ConfigError, match=r"no searched optimizer.lr for task=stsb method=vera.*method_search"):
+    with pytest.raises(ConfigError, match=r"no searched optimizer.lr for task=stsb method=vera"):
         searched(str(tmp_path), "optimizer.lr", _root_=_root("vera", "stsb"))
 
 
