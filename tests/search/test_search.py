@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -133,3 +137,34 @@ def test_every_method_has_a_learning_rate_range_of_the_same_width():
     assert set(cfg.hparams_search.lr_ranges) == methods
     for entry in cfg.hparams_search.lr_ranges.values():
         assert entry.high / entry.low == pytest.approx(30)
+
+
+@pytest.mark.slow  # a search killed in its second trial, then started again: about two minutes
+def test_a_killed_search_runs_the_killed_trials_parameters_again(glue_fixtures, token_cache, tmp_path):
+    sweep = tmp_path / "search"
+    args = [
+        "hparams_search=lr",
+        *[o for o in TINY if not o.startswith("trainer.max_epochs=")],
+        "trainer.max_epochs=4",
+        "task=stsb",
+        "+task.val_fraction=0.5",
+        f"paths.glue_dir={glue_fixtures}",
+        f"data.cache_dir={token_cache}",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweeper.n_trials=2",
+    ]
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env={**os.environ, **ENV}
+    )
+    deadline = time.time() + 300
+    while not (sweep / "1" / "train.log").exists() and time.time() < deadline:
+        time.sleep(1)
+    first.kill()  # SIGKILL in trial 1: no clean-up, the trial stays RUNNING in the study
+    first.wait()
+    assert [t.state.name for t in trials_of(sweep)] == ["COMPLETE", "RUNNING"]
+
+    done = run_cli("train.py", args, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = trials_of(sweep)
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].params == trials[1].params  # the killed trial's rate, run again

@@ -96,14 +96,15 @@ class SearchSweeperImpl(OptunaSweeperImpl):
         for params in fail_killed_trials(study):
             log.info("Trial killed with an earlier start, run again: %s", params)
             study.enqueue_trial(params)
+        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        done = len(study.get_trials(deepcopy=False, states=counted))
         log.info(
-            "Study %s in %s: %d trials of %d",
+            "Study %s in %s: %d of %d trials done or running",
             study.study_name,
             self.storage,
-            len(study.trials),
+            done,
             self.n_trials,
         )
-        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         while (left := self.n_trials - len(study.get_trials(deepcopy=False, states=counted))) > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, left))]
             for trial in trials:
