@@ -22,6 +22,7 @@ from glue_lora.model.build import build_model
 from glue_lora.model.data_driven_starts import initial_adapter
 from glue_lora.model.lora import ParamCounts, check_budget, count_parameters
 from glue_lora.model.quantization import RunDevice
+from glue_lora.search.checks import check_held_out_rows, check_trial_settings
 from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import LoraSettings, lora_settings
 from glue_lora.settings.method import MethodSettings, method_label, method_settings
@@ -113,6 +114,7 @@ def check_run(cfg: DictConfig) -> TaskSpec:
         # import Lightning and before any model is built.
         check_data_source(spec, cfg.task.data_dir)
     validate(cfg)
+    check_trial_settings(cfg.get("hparams_search"), bool(cfg.data.get("dev_from_train")))
     return spec
 
 
@@ -179,6 +181,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Read and check every file before the model is built, so bad data never costs training time
     # (reading draws nothing from the random stream the model's start uses).
     datamodule.setup("fit")
+    check_held_out_rows(
+        cfg.get("hparams_search"), spec.name, len(datamodule.splits["dev"]), data.val_fraction
+    )
     calibration = None
     if method.needs_calibration:
         calibration = datamodule.calibration_batches(method.calibration_batches)

@@ -86,3 +86,16 @@ class HangAtStep(L.Callback):
 
 def _is_seed(seed: int | None) -> bool:
     return seed is None or os.environ.get("PL_GLOBAL_SEED") == str(seed)
+
+
+class RecordLearningRate(L.Callback):
+    """Write ``<out>/lr_rank<global rank>.txt``: the learning rate of the first optimizer step, as
+    this process's optimizer has it (a search's trial must train its own rate on every rank)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        lr = trainer.optimizers[0].param_groups[0]["initial_lr"]
+        (self.out / f"lr_rank{trainer.global_rank}.txt").write_text(repr(lr))

@@ -43,6 +43,29 @@ def visible_gpus() -> int:
     return len(gpu_ids())
 
 
+def searched(results_dir: str, key: str, *, _root_: DictConfig) -> Any:
+    """``${searched:<dir>,optimizer.lr}``: the best value of ``key`` that the search of the run's task
+    and method found, from ``<dir>/<task>/<method>/optimization_results.yaml`` (Optuna's file)."""
+    from pathlib import Path
+
+    from glue_lora.settings.method import method_settings
+    from glue_lora.utils.errors import ConfigError
+
+    method = method_settings(_root_.get("method"), _root_.get("lora")).name
+    path = Path(results_dir) / str(_root_.task.name) / method / "optimization_results.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"searched: {path} does not exist, so there is no searched {key} for task={_root_.task.name} "
+            f"method={method}. Run its search first (python train.py experiment=method_search "
+            f"task={_root_.task.name} method={method}, docs/search.md) and copy its "
+            "optimization_results.yaml there."
+        )
+    best = OmegaConf.load(path).get("best_params") or {}
+    if key not in best:
+        raise ConfigError(f"searched: {path} has no {key} among its best_params ({', '.join(best)}).")
+    return best[key]
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("lora_or_full"):
         OmegaConf.register_new_resolver("lora_or_full", lora_or_full)
@@ -52,3 +75,5 @@ def register() -> None:
         OmegaConf.register_new_resolver("precision", precision)
     if not OmegaConf.has_resolver("visible_gpus"):
         OmegaConf.register_new_resolver("visible_gpus", visible_gpus)
+    if not OmegaConf.has_resolver("searched"):
+        OmegaConf.register_new_resolver("searched", searched)
