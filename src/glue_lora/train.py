@@ -238,7 +238,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         callbacks=[
             *checkpoints,
             meter,
-            *reliability_callbacks(config, out_dir),
+            *reliability_callbacks(config, out_dir, cfg.get("nonfinite_loss_check_every_n_steps")),
             *model_summary_callbacks(cfg.trainer.get("enable_model_summary", True)),
             *extra_callbacks,
         ],

@@ -85,3 +85,14 @@ def test_an_infinite_loss_is_caught_at_the_end_of_training():
     train_steps(guard, trainer, [0.7, float("inf")])
     with pytest.raises(TrainingError, match=r"loss is inf at step 1"):
         guard.on_train_end(trainer, None)
+
+
+def test_checking_every_step_stops_before_the_optimizer_step_after_a_non_finite_loss():
+    strategy = FakeStrategy()
+    trainer, guard = fake_trainer(strategy), NonFiniteLossGuard(check_every_n_steps=1)
+    guard.on_before_backward(trainer, None, torch.tensor(0.7))
+    guard.on_before_optimizer_step(trainer, None, None)
+    assert strategy.reductions == 1  # one look per step
+    guard.on_before_backward(trainer, None, torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match=r"loss is nan at step 0"):
+        guard.on_before_optimizer_step(trainer, None, None)  # the step is never taken

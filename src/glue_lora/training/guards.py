@@ -22,9 +22,14 @@ class NonFiniteLossGuard(L.Callback):
     checkpoint, validation, adapter or results.json is written after a non-finite loss:
     ``last.ckpt`` keeps the last good weights. The optimizer steps taken in memory between the loss
     and the check (at most ``log_every_n_steps``) are discarded with the run.
+
+    ``check_every_n_steps`` (``nonfinite_loss_check_every_n_steps``) looks more often; 1 looks before
+    every optimizer step, so that no step is ever taken after a non-finite loss, at the price of one
+    host sync and all-reduce per step.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_every_n_steps: int | None = None) -> None:
+        self.check_every_n_steps = check_every_n_steps
         self._losses: list[torch.Tensor] = []
         # where each kept loss was: (optimizer step, epoch, batch index, largest learning rate)
         self._places: list[tuple[int, int, int, float | None]] = []
@@ -44,11 +49,18 @@ class NonFiniteLossGuard(L.Callback):
             )
         )
 
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self.check_every_n_steps == 1:
+            self.check(trainer)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step != self._checked_at_step and step % max(trainer.log_every_n_steps, 1) == 0:
+        every = self.check_every_n_steps or trainer.log_every_n_steps
+        if step != self._checked_at_step and step % max(every, 1) == 0:
             self._checked_at_step = step
             self.check(trainer)
 

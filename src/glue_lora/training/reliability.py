@@ -117,9 +117,13 @@ class SaveOnSigterm(L.Callback):
             )
 
 
-def reliability_callbacks(config: dict[str, Any], out_dir: Path) -> list[L.Callback]:
+def reliability_callbacks(
+    config: dict[str, Any], out_dir: Path, nonfinite_check_every_n_steps: int | None = None
+) -> list[L.Callback]:
     """The callbacks for exact resumption (``config``: the run's, as ``run_config`` gives it), a
-    checkpoint on SIGTERM and a stop on a non-finite loss."""
+    checkpoint on SIGTERM and a stop on a non-finite loss (looked for every
+    ``nonfinite_check_every_n_steps`` optimizer steps; None: at each logging step)."""
     from glue_lora.training.guards import NonFiniteLossGuard
 
-    return [RunState(config), SaveOnSigterm(last_checkpoint(out_dir)), NonFiniteLossGuard()]
+    guard = NonFiniteLossGuard(nonfinite_check_every_n_steps)
+    return [RunState(config), SaveOnSigterm(last_checkpoint(out_dir)), guard]
