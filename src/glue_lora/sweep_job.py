@@ -51,7 +51,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from glue_lora.settings.run import ResumeSettings
     from glue_lora.train import check_run
-    from glue_lora.training.job_ranks import rank_command, rank_environment, run_ranks, script_command
+    from glue_lora.training.job_ranks import (
+        rank_command,
+        rank_environment,
+        rank_overrides,
+        run_ranks,
+        script_command,
+    )
     from glue_lora.training.resume import finished_results, run_config
 
     check_run(cfg)  # a bad value fails the job here, as it would a job of one process
@@ -64,10 +70,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     n = ranks_to_start(cfg)
     # As Hydra recorded them (.hydra/overrides.yaml): the sweep's values for this job, the sweeper's
     # (e.g. an Optuna trial's) included, so that every rank trains exactly this job.
-    overrides = [str(o) for o in OmegaConf.to_container(hydra.overrides.task, resolve=False)]
+    task = [str(o) for o in OmegaConf.to_container(hydra.overrides.task, resolve=False)]
+    overrides = rank_overrides(task, [str(o) for o in OmegaConf.to_container(hydra.overrides.hydra)])
     port = int(os.environ.get("MASTER_PORT") or find_free_network_port())
     commands = [rank_command(script_command(), overrides, rank) for rank in range(n)]
-    envs = [rank_environment(os.environ, rank, n, str(run_dir), port) for rank in range(n)]
+    sweep_dir = str(hydra.sweep.dir)
+    envs = [rank_environment(os.environ, rank, n, str(run_dir), port, sweep_dir) for rank in range(n)]
     log.info("Job %s: %d processes (ranks 0-%d), each: %s", hydra.job.num, n, n - 1, shlex.join(commands[0]))
     run_ranks(commands, envs, cwd=get_original_cwd())
     results = out_dir / RESULTS

@@ -70,16 +70,31 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+HANG_VARIABLE = "GLUE_LORA_TEST_HANG"
+
+
 class HangAtStep(L.Callback):
     """Block rank ``rank`` before global step ``step``, as a rank stuck in an NCCL collective is
     blocked: it ignores SIGTERM, and only being killed ends it. With ``seed``, only in the run of
-    that seed (Lightning's ``seed_everything`` records it in ``PL_GLOBAL_SEED``)."""
+    that seed (Lightning's ``seed_everything`` records it in ``PL_GLOBAL_SEED``). With ``job``, only
+    in the sweep job of that directory name, and only while the variable ``HANG_VARIABLE`` is set."""
 
-    def __init__(self, step: int, rank: int, seed: int | None = None) -> None:
-        self.step, self.rank, self.seed = step, rank, seed
+    def __init__(self, step: int, rank: int, seed: int | None = None, job: str | None = None) -> None:
+        self.step, self.rank, self.seed, self.job = step, rank, seed, job
+
+    def _in_job(self) -> bool:
+        if self.job is None:
+            return True
+        from hydra.core.hydra_config import HydraConfig
+
+        return (
+            bool(os.environ.get(HANG_VARIABLE))
+            and Path(HydraConfig.get().runtime.output_dir).name == self.job
+        )
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step and trainer.global_rank == self.rank and _is_seed(self.seed):
+        at = trainer.global_step == self.step and trainer.global_rank == self.rank
+        if at and _is_seed(self.seed) and self._in_job():
             while True:
                 time.sleep(0.1)
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import glue_lora  # noqa: F401  (registers the resolvers the configs use)
+from tests.helpers.callbacks import HANG_VARIABLE
 from tests.helpers.runs import ROOT, TINY, compose_train, run_cli
 
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
@@ -152,13 +153,21 @@ def test_a_killed_search_runs_the_killed_trials_parameters_again(glue_fixtures, 
         f"data.cache_dir={token_cache}",
         f"hydra.sweep.dir={sweep}",
         "hydra.sweeper.n_trials=2",
+        # the first start blocks in trial 1, however fast the machine, until it is killed
+        "+callbacks.hang._target_=tests.helpers.callbacks.HangAtStep",
+        "+callbacks.hang.step=1",
+        "+callbacks.hang.rank=0",
+        "+callbacks.hang.job='1'",
     ]
     first = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env={**os.environ, **ENV}
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, **ENV, HANG_VARIABLE: "1"},
     )
     deadline = time.time() + 300
     while not (sweep / "1" / "train.log").exists() and time.time() < deadline:
         time.sleep(1)
+    time.sleep(5)  # into its training, where it blocks
     first.kill()  # SIGKILL in trial 1: no clean-up, the trial stays RUNNING in the study
     first.wait()
     assert [t.state.name for t in trials_of(sweep)] == ["COMPLETE", "RUNNING"]

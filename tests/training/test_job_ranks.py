@@ -13,9 +13,11 @@ import pytest
 
 from glue_lora.training.job_ranks import (
     RUN_DIR_VARIABLE,
+    SWEEP_DIR_VARIABLE,
     processes_to_start,
     rank_command,
     rank_environment,
+    rank_overrides,
     relaunches_script,
     run_ranks,
 )
@@ -39,7 +41,7 @@ def test_each_rank_is_a_single_run_of_the_jobs_overrides_in_its_directory():
 
 
 def test_rank_environment_is_lightnings_and_names_the_run_dir():
-    env = rank_environment({"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0,1"}, 1, 2, "/sweep/0", 29511)
+    env = rank_environment({"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0,1"}, 1, 2, "/sweep/0", 29511, "/sweep")
     assert env == {
         "PATH": "/bin",
         "CUDA_VISIBLE_DEVICES": "0,1",
@@ -49,7 +51,24 @@ def test_rank_environment_is_lightnings_and_names_the_run_dir():
         "LOCAL_RANK": "1",
         "WORLD_SIZE": "2",
         RUN_DIR_VARIABLE: "/sweep/0",
+        SWEEP_DIR_VARIABLE: "/sweep",
     }
+
+
+def test_ranks_keep_the_sweeps_hydra_settings_but_run_as_single_runs_in_its_directory():
+    hydra = [
+        "hydra.mode=MULTIRUN",
+        "hydra.sweep.dir=/tmp/s",
+        "hydra.sweeper.study_name=shared",
+        "hydra.job.name=x",
+    ]
+    overrides = rank_overrides(["seed=1"], hydra)
+    # an Optuna study's storage interpolates the sweep dir and the sweeper's settings
+    assert overrides == [
+        "seed=1",
+        "hydra.sweeper.study_name=shared",
+        f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_VARIABLE}}}",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,15 @@ from glue_lora.utils.errors import JobRankError
 # The job's run directory reaches the ranks through the environment (hydra.run.dir=${oc.env:...}),
 # so no path needs quoting for Hydra's override grammar.
 RUN_DIR_VARIABLE = "GLUE_LORA_JOB_RUN_DIR"
+SWEEP_DIR_VARIABLE = "GLUE_LORA_JOB_SWEEP_DIR"
+# Hydra settings the rank command sets itself (a rank is a single run in the job's directory).
+RANK_OWN_HYDRA_KEYS = (
+    "hydra.mode",
+    "hydra.run.dir",
+    "hydra.sweep.dir",
+    "hydra.output_subdir",
+    "hydra.job.name",
+)
 HYDRA_HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 
 
@@ -92,6 +101,14 @@ def script_command() -> list[str]:
     return [sys.executable, "-m", spec.name]
 
 
+def rank_overrides(task: Sequence[str], hydra: Sequence[str]) -> list[str]:
+    """What a rank is started with: the job's overrides and the sweep's ``hydra.*`` ones (a config
+    value such as an Optuna study's storage may interpolate ``hydra.sweeper.*``), pinned to the
+    sweep's own directory, less the settings that make each rank a single run of its own."""
+    kept = [o for o in hydra if str(o).lstrip("+~").split("=", 1)[0] not in RANK_OWN_HYDRA_KEYS]
+    return [*task, *kept, f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_VARIABLE}}}"]
+
+
 def rank_command(script: Sequence[str], overrides: Sequence[str], rank: int) -> list[str]:
     """The command line of one rank: a single run of the job's overrides in the job's run directory.
 
@@ -107,7 +124,7 @@ def rank_command(script: Sequence[str], overrides: Sequence[str], rank: int) -> 
 
 
 def rank_environment(
-    env: Mapping[str, str], rank: int, world_size: int, run_dir: str, port: int
+    env: Mapping[str, str], rank: int, world_size: int, run_dir: str, port: int, sweep_dir: str = ""
 ) -> dict[str, str]:
     """The environment of one rank: what Lightning's launcher gives its processes, and the run dir."""
     return {
@@ -118,6 +135,7 @@ def rank_environment(
         "LOCAL_RANK": str(rank),
         "WORLD_SIZE": str(world_size),
         RUN_DIR_VARIABLE: run_dir,
+        SWEEP_DIR_VARIABLE: sweep_dir,
     }
 
 
