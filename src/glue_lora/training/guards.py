@@ -39,14 +39,9 @@ class NonFiniteLossGuard(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
         self._losses.append(loss.detach())
-        lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+        lr = max((group["lr"] for opt in trainer.optimizers for group in opt.param_groups), default=None)
         self._places.append(
-            (
-                trainer.global_step,
-                trainer.current_epoch,
-                trainer.fit_loop.epoch_loop.batch_idx,
-                max(lrs) if lrs else None,
-            )
+            (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_idx, lr)
         )
 
     def on_before_optimizer_step(

@@ -167,9 +167,10 @@ def _one_run_dir_for_all_ranks(config: DictConfig) -> None:
     """The ranks that torchrun or srun start each compose their own config: they must name one run
     directory (the default has the start time in it, which differs between processes). Ranks other
     than 0 join it: they write no ``.hydra/`` and log to ``<job name>_ddp_process_<rank>.log``."""
-    if launched_world_size() > 1 and not _user_set(config, "hydra.run.dir"):
+    processes = launched_world_size()
+    if processes > 1 and not _user_set(config, "hydra.run.dir"):
         raise RunDirError(
-            f"This run has {launched_world_size()} processes started by a launcher (torchrun, srun), "
+            f"This run has {processes} processes started by a launcher (torchrun, srun), "
             "and each would pick its own default run directory from its start time. Name the run's "
             "directory: add hydra.run.dir=outputs/<name> (under SLURM e.g. "
             "hydra.run.dir=outputs/slurm-$SLURM_JOB_ID)."
