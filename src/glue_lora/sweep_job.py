@@ -31,16 +31,12 @@ def ranks_to_start(cfg: DictConfig) -> int:
         return 0
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return 0
+    from glue_lora.training.batching import trainer_settings
     from glue_lora.training.job_ranks import processes_to_start
 
-    trainer = {}
-    for key in PROCESS_KEYS:  # only these are resolved: the run's own checks come later, in the ranks
-        value = cfg.trainer.get(key)
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value, resolve=True)
-        if value is not None:
-            trainer[key] = value
-    return processes_to_start(trainer)
+    # only these are resolved: the run's own checks come later, in the ranks
+    settings = trainer_settings(cfg.trainer, PROCESS_KEYS)
+    return processes_to_start({key: value for key, value in settings.items() if value is not None})
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -93,3 +93,14 @@ def test_a_run_trains_at_the_lowered_per_device_batch(glue_fixtures, token_cache
     results = run(compose_tiny_run(glue_fixtures, token_cache, tmp_path, overrides))
     assert "data.batch_size=8 lowered to 4 per device" in capsys.readouterr().out
     assert [entry["step"] for entry in results["history"]] == [12]  # 48 rows / 4, not / 8
+
+
+def test_a_device_list_in_the_config_counts_its_devices():
+    # trainer.devices=[0,1] reaches the plan as a ListConfig: two devices, not one
+    from omegaconf import OmegaConf
+
+    from glue_lora.training.batching import count_devices, trainer_settings
+
+    trainer = OmegaConf.create({"devices": [0, 1], "accelerator": "gpu", "precision": "${oc.env:UNSET}"})
+    assert trainer_settings(trainer) == {"devices": [0, 1], "accelerator": "gpu"}
+    assert count_devices(trainer_settings(trainer)) == 2

@@ -15,7 +15,7 @@ devices cannot share evenly is refused.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +54,23 @@ class BatchPlan:
         return line
 
 
-def trainer_settings(trainer: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``trainer`` settings a batch plan reads (and no others, which may need Hydra to resolve)."""
-    keys = ("devices", "accelerator", "num_nodes", "accumulate_grad_batches")
-    return {key: trainer.get(key) for key in keys if key in trainer}
+# The trainer settings a batch plan reads.
+BATCH_KEYS = ("devices", "accelerator", "num_nodes", "accumulate_grad_batches")
+
+
+def trainer_settings(trainer: Mapping[str, Any], keys: Sequence[str] = BATCH_KEYS) -> dict[str, Any]:
+    """The ``trainer`` settings named by ``keys`` as plain values (a device list as a list), and no
+    others, which may need Hydra to resolve."""
+    from omegaconf import OmegaConf
+
+    settings = {}
+    for key in keys:
+        if key in trainer:
+            value = trainer.get(key)
+            settings[key] = (
+                OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            )
+    return settings
 
 
 def count_devices(trainer: Mapping[str, Any]) -> int:
