@@ -16,4 +16,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from glue_lora.hydra_entry import exit_2_on_config_errors
+
+    exit_2_on_config_errors(main)

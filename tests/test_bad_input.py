@@ -106,13 +106,33 @@ def test_cli_prints_one_paragraph_and_exits_2(tmp_path):
 
 
 @pytest.mark.parametrize("group", ["task", "model", "lora"])
-def test_unknown_group_option_lists_the_options(group):
+def test_unknown_group_option_lists_the_options_in_one_paragraph_and_exits_2(group):
     done = run_cli("train.py", [f"{group}=nope"])
-    assert done.returncode == 1
-    assert f"Could not find '{group}/nope'" in done.stderr
-    assert f"Available options in '{group}'" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert f"error: {group}=nope is unknown: there is no conf/{group}/nope.yaml. Use one of " in done.stderr
     expected = {"task": "rte", "model": "tiny_roberta", "lora": "r8"}[group]
     assert expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochz=3", "Could not override 'trainer.max_epochz'."),
+        ("task=[", "The override: 'task=['."),
+    ],
+)
+def test_an_override_hydra_cannot_compose_is_one_paragraph_and_exit_2(override, message):
+    done = run_cli("eval.py", [override])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_hydra_full_error_still_shows_hydras_traceback():
+    done = run_cli("train.py", ["task=nope"], env={"HYDRA_FULL_ERROR": "1"})
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "MissingConfigException" in done.stderr
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -28,3 +29,60 @@ def run_and_report(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def exit_2_on_config_errors(main: Callable[[], Any]) -> None:
+    """Call a ``@hydra.main`` function; a command line Hydra cannot compose exits 2, one paragraph.
+
+    Hydra reports an unknown group option (``hparams_search=nope``), an override of a key the config
+    lacks or an override it cannot parse over several lines and exits 1, the code of a run that
+    failed. Hydra has no hook for its own errors, so this wraps its private ``run_and_report`` for
+    the duration of ``main``; ``HYDRA_FULL_ERROR=1`` still shows Hydra's traceback.
+    """
+    import hydra._internal.utils as hydra_internals
+
+    hydra_report = hydra_internals.run_and_report
+
+    def report(func: Callable[[], Any]) -> Any:
+        return hydra_report(lambda: _exit_2_on_config_error(func))
+
+    hydra_internals.run_and_report = report
+    try:
+        main()
+    finally:
+        hydra_internals.run_and_report = hydra_report
+
+
+def _exit_2_on_config_error(func: Callable[[], Any]) -> Any:
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    try:
+        return func()
+    except (ConfigCompositionException, OverrideParseException) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {config_error_paragraph(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def config_error_paragraph(err: Exception) -> str:
+    """Hydra's message about a command line it cannot compose, as one paragraph with the fix."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    script = f"python {os.path.basename(sys.argv[0]) or 'train.py'}"
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
+        group, _, name = err.missing_cfg_file.rpartition("/")
+        return (
+            f"{group}={name} is unknown: there is no conf/{err.missing_cfg_file}.yaml. "
+            f"Use one of {', '.join(err.options)} ({script} --help lists every group)."
+        )
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        lines.append(f"({str(cause).strip().splitlines()[0]})")
+    if isinstance(err, OverrideParseException):
+        lines.append(f"The override: {err.override!r}")
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        lines.append(f"Check the key's spelling against {script} --cfg job")
+    return " ".join(line if line.endswith((".", ")")) else f"{line}." for line in lines)

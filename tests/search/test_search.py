@@ -117,8 +117,8 @@ def test_bad_input_to_a_search_is_one_paragraph_and_exit_2(
 
 def test_an_unknown_search_lists_the_searches():
     done = run_cli("train.py", ["hparams_search=nope"])
-    assert done.returncode == 1  # Hydra's refusal, as for every config group (test_cli.py)
-    assert "Could not find 'hparams_search/nope'" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "error: hparams_search=nope is unknown: there is no conf/hparams_search/nope.yaml" in done.stderr
     assert "lr_epochs" in done.stderr
 
 
