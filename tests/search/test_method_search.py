@@ -7,9 +7,10 @@ import pytest
 from omegaconf import OmegaConf
 
 import glue_lora  # noqa: F401  (registers the resolvers the configs use)
+from glue_lora.search.comparison import KEPT
 from glue_lora.settings.resolvers import searched
 from glue_lora.utils.errors import ConfigError
-from tests.helpers.runs import CONF, compose_train
+from tests.helpers.runs import CONF, TINY, compose_train
 
 
 @pytest.mark.parametrize(("method", "epochs"), [("lora", 5), ("vera", 5), ("full", 3)])
@@ -44,3 +45,35 @@ def test_the_tuned_experiment_is_the_comparison_with_the_searched_rate():
     assert cfg.data.dev_from_train is False  # the cells are scored on the real dev set
     tuned = OmegaConf.load(CONF / "experiment" / "method_comparison_tuned.yaml")
     assert "method_comparison" in tuned.defaults  # its sweep: tasks x methods x seeds 0-2
+
+
+def test_method_search_runs_each_methods_search_and_keeps_its_files(
+    glue_fixtures, token_cache, tmp_path, capsys
+):
+    from glue_lora.search.comparison import comparison_grid, main
+
+    tasks, methods = comparison_grid()
+    assert tasks == ["mrpc", "stsb"] and len(methods) == 10 and methods[0] == "lora"
+    sweeps, results = tmp_path / "sweeps", tmp_path / "results"
+    overrides = [*TINY, "trainer.max_epochs=1", "hydra.sweeper.n_trials=1", "+task.val_fraction=0.5"]
+    overrides += [f"paths.glue_dir={glue_fixtures}", f"data.cache_dir={token_cache}"]
+    args = ["--tasks", "stsb", "--methods", "lora", "bitfit", "--sweeps", str(sweeps)]
+    args += ["--results", str(results)]
+
+    assert main([*args, *overrides]) == 0
+    for method in ("lora", "bitfit"):
+        assert sorted(p.name for p in (results / "stsb" / method).iterdir()) == sorted(KEPT)
+        assert (sweeps / "stsb" / method / "optuna.db").is_file()
+    assert "stsb   bitfit     optimizer.lr=" in capsys.readouterr().out
+    # a bad override fails the first search with exit 2 and stops: every search would fail alike
+    args[args.index(str(sweeps))] = str(tmp_path / "other_sweeps")
+    assert main([*args, *overrides, "data.batch_size=0"]) == 2
+    assert "stsb   lora       failed (exit 2)" in capsys.readouterr().err
+    assert not (tmp_path / "other_sweeps" / "stsb" / "bitfit").exists()
+
+
+def test_method_search_refuses_one_sweep_dir_for_every_search(capsys):
+    from glue_lora.search.comparison import main
+
+    assert main(["hydra.sweep.dir=/tmp/x"]) == 2
+    assert "use --sweeps" in capsys.readouterr().err

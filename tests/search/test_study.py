@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from types import SimpleNamespace
 
 import optuna
@@ -20,7 +21,10 @@ def storage(tmp_path):
 def test_a_trial_whose_process_died_is_failed_and_its_parameters_returned(storage):
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     dead = study.ask({"optimizer.lr": optuna.distributions.LogUniformDistribution(1e-4, 1e-2)})
-    dead.set_user_attr(WORKER, f"{worker_id().rpartition(':')[0]}:999999999")  # no such process
+    dead.set_user_attr(WORKER, f"{socket.gethostname()}:999999999:1")  # no such process
+    host, pid, started = worker_id().split(":")
+    reused = study.ask()  # a killed process whose pid a later one got (this one)
+    reused.set_user_attr(WORKER, f"{host}:{pid}:{int(started) - 1}")
     alive = study.ask()
     alive.set_user_attr(WORKER, worker_id())  # this process: still running
     elsewhere = study.ask()
@@ -28,9 +32,9 @@ def test_a_trial_whose_process_died_is_failed_and_its_parameters_returned(storag
 
     killed = fail_killed_trials(optuna.load_study(study_name="s", storage=storage))
 
-    assert killed == [dead.params]
+    assert killed == [dead.params, reused.params]
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
-    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
 
 
 def _job_side(storage, number, score):

@@ -25,11 +25,22 @@ def ensure_sqlite_dir(storage: str | None) -> None:
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start``: the process's start (``/proc``) tells it apart from a later process that
+    got the same pid, as a fresh machine's next session often does."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started, in clock ticks after boot; '' where there is no ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the command's parentheses
 
 
 def _alive_here(worker: str) -> bool:
-    host, _, pid = worker.rpartition(":")
+    host, pid, *started = worker.split(":")
     if host != socket.gethostname():
         return True  # another machine's process: not ours to judge
     try:
@@ -37,8 +48,8 @@ def _alive_here(worker: str) -> bool:
     except (ValueError, ProcessLookupError):
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not started or not started[0] or started[0] == _started(int(pid))
 
 
 def fail_killed_trials(study: Any) -> list[dict[str, Any]]:
