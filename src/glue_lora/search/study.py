@@ -40,7 +40,8 @@ def _started(pid: int) -> str:
 
 
 def _alive_here(worker: str) -> bool:
-    host, pid, *started = worker.split(":")
+    host, _, rest = worker.partition(":")
+    pid, _, started = rest.partition(":")
     if host != socket.gethostname():
         return True  # another machine's process: not ours to judge
     try:
@@ -49,7 +50,7 @@ def _alive_here(worker: str) -> bool:
         return False
     except PermissionError:
         pass
-    return not started or not started[0] or started[0] == _started(int(pid))
+    return not started or started == _started(int(pid))
 
 
 def fail_killed_trials(study: Any) -> list[dict[str, Any]]:
