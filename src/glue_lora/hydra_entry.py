@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from glue_lora.utils.errors import GlueLoraError
+from glue_lora.utils.errors import GlueLoraError, config_error_paragraph
 from glue_lora.utils.quiet import silence_known_warnings
 
 
@@ -63,26 +63,3 @@ def _exit_2_on_config_error(func: Callable[[], Any]) -> Any:
             raise
         print(f"error: {config_error_paragraph(err)}", file=sys.stderr)
         sys.exit(2)
-
-
-def config_error_paragraph(err: Exception) -> str:
-    """Hydra's message about a command line it cannot compose, as one paragraph with the fix."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    script = f"python {os.path.basename(sys.argv[0]) or 'train.py'}"
-    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
-        group, _, name = err.missing_cfg_file.rpartition("/")
-        return (
-            f"{group}={name} is unknown: there is no conf/{err.missing_cfg_file}.yaml. "
-            f"Use one of {', '.join(err.options)} ({script} --help lists every group)."
-        )
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    cause = err.__cause__
-    if cause is not None and str(cause).strip():
-        lines.append(f"({str(cause).strip().splitlines()[0]})")
-    if isinstance(err, OverrideParseException):
-        lines.append(f"The override: {err.override!r}")
-    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-        lines.append(f"Check the key's spelling against {script} --cfg job")
-    return " ".join(line if line.endswith((".", ")")) else f"{line}." for line in lines)

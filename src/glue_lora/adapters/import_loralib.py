@@ -33,7 +33,7 @@ from glue_lora.settings.data import DataSettings
 from glue_lora.settings.lora import lora_settings
 from glue_lora.settings.model import ModelSettings
 from glue_lora.utils.artifacts import atomic_save_pretrained, atomic_write_json
-from glue_lora.utils.errors import ConfigError, DataError, GlueLoraError
+from glue_lora.utils.errors import ConfigError, DataError, GlueLoraError, config_error_paragraph
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,16 @@ def convert_state_dict(
 def compose_run_config(model: str, task: str, overrides: list[str] = ()) -> DictConfig:
     """The train.py config of ``model=<model> task=<task>`` (its recipe included)."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException, OverrideParseException
 
     if not CONF_DIR.is_dir():
         raise ConfigError(f"The config directory {CONF_DIR} is missing; run from a glue-lora checkout.")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             return compose(config_name="train", overrides=[f"model={model}", f"task={task}", *overrides])
-        except Exception as err:  # hydra's MissingConfigException and friends
+        except (ConfigCompositionException, OverrideParseException) as err:
             raise ConfigError(
-                f"Could not compose model={model} task={task}: {err}. Pick a model of conf/model/ and a "
-                "task of conf/task/ (e.g. --model roberta_base --task mnli)."
+                f"Could not compose model={model} task={task}: {config_error_paragraph(err)}"
             ) from err
 
 

@@ -19,9 +19,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from glue_lora.search.trials import RESULTS_YAML, TRIALS_MD, TRIALS_PNG
+
 CHECKOUT = Path(__file__).resolve().parents[3]
 COMPARISON = CHECKOUT / "conf" / "experiment" / "method_comparison.yaml"
-KEPT = ("optimization_results.yaml", "trials.md", "trials.png")
+KEPT = (RESULTS_YAML, TRIALS_MD, TRIALS_PNG)
 BAD_INPUT = 2
 
 
@@ -40,7 +42,7 @@ def comparison_grid() -> tuple[list[str], list[str]]:
 
 
 def _best(sweep: Path) -> str:
-    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    results = OmegaConf.load(sweep / RESULTS_YAML)
     params = " ".join(f"{key}={value:.3g}" for key, value in results.best_params.items())
     return f"{params}, held-out {results.best_value:.4f}"
 

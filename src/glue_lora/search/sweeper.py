@@ -23,12 +23,12 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import DictConfig, OmegaConf
 
 from glue_lora.search.study import PRUNED_AT_STEP, WORKER, ensure_sqlite_dir, fail_killed_trials, worker_id
+from glue_lora.search.trials import RESULTS_YAML, write_trials
 from glue_lora.utils.errors import ConfigError, GlueLoraError
 
 log = logging.getLogger(__name__)
 
 TRIAL_KEY = "hparams_search.trial"
-RESULTS_YAML = "optimization_results.yaml"
 
 
 def check_search_space(config: DictConfig, keys: list[str]) -> None:
@@ -62,8 +62,6 @@ class SearchSweeperImpl(OptunaSweeperImpl):
     def _sweep(self, arguments: list[str]) -> None:
         import optuna
         from optuna.trial import TrialState
-
-        from glue_lora.search.trials import write_trials
 
         self._process_searchspace_config()
         params_conf = [*self._parse_sweeper_params_config(), *arguments]

@@ -8,6 +8,7 @@ from typing import Any
 
 from glue_lora.search.study import PRUNED_AT_STEP
 
+RESULTS_YAML = "optimization_results.yaml"  # Optuna sweeper's name: best value and parameters
 TRIALS_MD = "trials.md"
 TRIALS_PNG = "trials.png"
 

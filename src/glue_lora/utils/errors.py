@@ -36,3 +36,25 @@ class PushError(GlueLoraError):
 
 class JobRankError(GlueLoraError):
     """A process (rank) of a distributed sweep job failed; the job's other ranks were stopped."""
+
+
+def config_error_paragraph(err: Exception) -> str:
+    """Hydra's message about overrides it cannot compose, as one paragraph with the fix."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
+        group, _, name = err.missing_cfg_file.rpartition("/")
+        return (
+            f"{group}={name} is unknown: there is no conf/{err.missing_cfg_file}.yaml. "
+            f"Use one of {', '.join(err.options)} (the files of conf/{group}/)."
+        )
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        lines.append(f"({str(cause).strip().splitlines()[0]})")
+    if isinstance(err, OverrideParseException):
+        lines.append(f"The override: {err.override!r}")
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        lines.append("Check the key's spelling against the config that --cfg job prints")
+    return " ".join(line if line.endswith((".", ")")) else f"{line}." for line in lines)
