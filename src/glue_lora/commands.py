@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-methods": ("glue_lora.bench.methods", "training step time of each PEFT method vs plain LoRA"),
     "method-search": (
         "glue_lora.search.comparison",
-        "the fair method comparison's searches: every method, the same search, one at a time",
+        "the fair method comparison's searches: every method, the same search, resumable",
     ),
     "push": ("glue_lora.adapters.push", "upload an adapter (or merged model) with its model card to the Hub"),
 }

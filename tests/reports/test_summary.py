@@ -237,9 +237,9 @@ def test_report_over_several_directories(tmp_path, monkeypatch):
     assert not (tmp_path / "report" / "params.png").exists()  # one LoRA setting: nothing to compare
 
 
-def provenance_of(commit: str, torch_version: str) -> dict:
+def provenance_of(commit: str, torch_version: str, **hardware_facts) -> dict:
     versions = {"python": "3.11.7", "torch": torch_version, "transformers": "5.25.0", "peft": "0.21.2"}
-    hardware = {"cpu": "AMD EPYC", "cpu_cores": 2, "gpus": [], "gpu_count": 0, "cuda": None}
+    hardware = {"cpu": "AMD EPYC", "cpu_cores": 2, "gpus": [], "gpu_count": 0, "cuda": None, **hardware_facts}
     return {"git": {"commit": commit, "dirty": False}, "versions": versions, "hardware": hardware}
 
 
@@ -259,6 +259,16 @@ def test_report_prints_the_pooled_provenance_and_warns_when_a_cells_runs_differ(
     (warning,) = captured.err.strip().splitlines()
     assert warning.startswith("warning: rte roberta_base r8-a16: its runs differ in commit")
     assert "mrpc" not in warning
+
+
+def test_a_cells_runs_on_different_torch_thread_counts_are_reported_as_differing_hardware(tmp_path, capsys):
+    for seed, threads in ((0, 1), (1, 2)):
+        provenance = provenance_of("a" * 40, "2.13.0", torch_threads=threads)
+        write_run(tmp_path / str(seed), lora=R8, seed=seed, extra={"provenance": provenance})
+    assert report_main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "AMD EPYC (2 cores, 1 torch thread) (1), AMD EPYC (2 cores, 2 torch threads) (1)" in captured.out
+    assert "its runs differ in hardware" in captured.err
 
 
 def test_runs_recorded_before_provenance_report_unknown(tmp_path, capsys):

@@ -3,11 +3,13 @@ searched rates), composed only; nothing is trained."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from omegaconf import OmegaConf
 
 import glue_lora  # noqa: F401  (registers the resolvers the configs use)
-from glue_lora.search.comparison import KEPT
+from glue_lora.search.comparison import KEPT, SEARCH_LOG, threads_per_search
 from glue_lora.settings.resolvers import searched
 from glue_lora.utils.errors import ConfigError
 from tests.helpers.runs import CONF, TINY, compose_train
@@ -60,11 +62,16 @@ def test_method_search_runs_each_methods_search_and_keeps_its_files(
     args = ["--tasks", "stsb", "--methods", "lora", "bitfit", "--sweeps", str(sweeps)]
     args += ["--results", str(results)]
 
-    assert main([*args, *overrides]) == 0
+    # both searches at once: each one's output in its sweep dir, each on its share of the cores
+    assert main([*args, "--jobs", "2", *overrides]) == 0
     for method in ("lora", "bitfit"):
         assert sorted(p.name for p in (results / "stsb" / method).iterdir()) == sorted(KEPT)
         assert (sweeps / "stsb" / method / "optuna.db").is_file()
-    assert "stsb   bitfit     optimizer.lr=" in capsys.readouterr().out
+        assert "trainable" in (sweeps / "stsb" / method / SEARCH_LOG).read_text()
+        trial = json.loads((sweeps / "stsb" / method / "0" / "results.json").read_text())
+        assert trial["provenance"]["hardware"]["torch_threads"] == threads_per_search(2)
+    out = capsys.readouterr().out
+    assert "stsb   bitfit     optimizer.lr=" in out and f"output in {SEARCH_LOG}" in out
     # a bad override fails the first search with exit 2 and stops: every search would fail alike
     args[args.index(str(sweeps))] = str(tmp_path / "other_sweeps")
     assert main([*args, *overrides, "data.batch_size=0"]) == 2
@@ -72,8 +79,14 @@ def test_method_search_runs_each_methods_search_and_keeps_its_files(
     assert not (tmp_path / "other_sweeps" / "stsb" / "bitfit").exists()
 
 
-def test_method_search_refuses_one_sweep_dir_for_every_search(capsys):
+def test_method_search_refuses_one_sweep_dir_for_every_search_and_no_jobs(capsys):
     from glue_lora.search.comparison import main
 
     assert main(["hydra.sweep.dir=/tmp/x"]) == 2
     assert "use --sweeps" in capsys.readouterr().err
+    assert main(["--jobs", "0"]) == 2
+    assert "give 1 or more" in capsys.readouterr().err
+
+
+def test_concurrent_searches_share_the_cores_out_as_threads():
+    assert [threads_per_search(jobs, cores=16) for jobs in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]

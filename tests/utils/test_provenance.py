@@ -9,6 +9,7 @@ from datetime import datetime
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from glue_lora.utils import provenance
 from glue_lora.utils.provenance import command_line, git_state, gpu_facts, library_versions, run_provenance
@@ -90,3 +91,4 @@ def test_run_provenance_starts_in_utc_and_describes_this_machine():
     found = run_provenance(["train.py"])
     assert datetime.fromisoformat(found["started"]).utcoffset().total_seconds() == 0
     assert found["hardware"]["cpu_cores"] >= 1 and found["hardware"]["gpu_count"] is not None
+    assert found["hardware"]["torch_threads"] == torch.get_num_threads()

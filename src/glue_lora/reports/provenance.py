@@ -27,7 +27,9 @@ def _hardware(provenance: dict[str, Any] | None) -> str:
     gpus = Counter(g.get("name") for g in facts.get("gpus") or [])
     if gpus:
         return ", ".join(f"{n} x {name}" for name, n in gpus.items()) + f" (CUDA {facts.get('cuda')})"
-    return f"{facts.get('cpu') or 'CPU'} ({facts.get('cpu_cores')} cores)"
+    threads = facts.get("torch_threads")  # absent in runs before it was recorded
+    used = f", {threads} torch thread{'s' * (threads != 1)}" if threads else ""
+    return f"{facts.get('cpu') or 'CPU'} ({facts.get('cpu_cores')} cores{used})"
 
 
 def run_facts(results: dict[str, Any]) -> dict[str, str]:

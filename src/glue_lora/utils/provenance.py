@@ -101,11 +101,13 @@ def gpu_facts(cuda: Any, cuda_version: str | None, cudnn_version: int | None) ->
 
 
 def hardware() -> dict[str, Any]:
-    """This machine's CPU and GPUs."""
+    """This machine's CPU and GPUs, and the threads torch computes with on the CPU (OMP_NUM_THREADS
+    or the cores), which change a CPU run's speed and can change its last digits."""
     facts: dict[str, Any] = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "platform": platform.platform()}
     try:
         import torch
 
+        facts["torch_threads"] = torch.get_num_threads()
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         facts.update(gpu_facts(torch.cuda, torch.version.cuda, cudnn))
     except Exception:  # a broken CUDA install must not cost the run its results
