@@ -55,9 +55,8 @@ def _best(sweep: Path) -> str:
 def threads_per_search(jobs: int, cores: int | None = None) -> int:
     """Each of ``jobs`` concurrent searches gets an equal share of the cores as torch threads.
 
-    On a small CPU two one-thread searches train more samples per second in all than one search on
-    both cores (docs/search.md), since a small model's matrices are too small to keep two threads
-    busy."""
+    On a small CPU two one-thread searches train a little more in all than one search on both
+    cores (docs/search.md): a small model's matrices do not keep two threads busy."""
     return max(1, (cores or os.cpu_count() or 1) // jobs)
 
 
@@ -143,8 +142,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="searches at once, each with an equal share of the CPU cores as threads (OMP_NUM_THREADS, "
-        "unless set) and its output in its sweep dir's method_search.log; 2 on a 2-core CPU trains "
-        "about 1.26x more samples per second in all than 1 (docs/search.md)",
+        "unless set) and its output in its sweep dir's method_search.log; on a 2-core CPU, 2 trained "
+        "about 1.07x more samples per second in all than 1 (docs/search.md)",
     )
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every search")
     return parser
