@@ -21,15 +21,15 @@ def _cell(value: Any) -> str:
 
 def trials_table(study: Any, names: list[str]) -> str:
     """A markdown table of the study's trials; the score is the held-out value (x 100)."""
-    best = _best_number(study)
     from optuna.trial import TrialState
 
+    best = _best_number(study)
     head = ["trial", "state", "score", *names, "pruned at step", "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for trial in study.get_trials(deepcopy=False):
         minutes = None
         # a killed trial is marked FAIL when the search starts again, however long after its death
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and trial.datetime_start:
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):  # both timestamps set
             minutes = round((trial.datetime_complete - trial.datetime_start).total_seconds() / 60, 1)
         score = None if trial.value is None else f"{100 * trial.value:.2f}"
         if trial.number == best:
