@@ -37,9 +37,11 @@ def test_a_trial_whose_process_died_is_failed_and_its_parameters_returned(storag
     assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
 
 
-def _job_side(storage, number, score):
-    """The job's view: a module with one more evaluation, a trainer on one process."""
-    callback = PruneTrial(storage, "s", number, pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+def _job_side(storage, number, score, total_steps=18, **switches):
+    """The job's view: a module with one more evaluation (at step 12 of total_steps), a trainer on
+    one process."""
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2)
+    callback = PruneTrial(storage, "s", number, pruner=pruner, **switches)
     module = SimpleNamespace(
         history=[
             {"epoch": 0, "step": 6, "dev": {"pearson": 0.5}},
@@ -51,18 +53,25 @@ def _job_side(storage, number, score):
         sanity_checking=False,
         is_global_zero=True,
         should_stop=False,
+        global_step=12,
+        estimated_stepping_batches=total_steps,
         strategy=SimpleNamespace(broadcast=lambda value, src=0: value),
     )
     callback.on_validation_end(trainer, module)
     return trainer.should_stop
 
 
-def test_a_trial_below_the_median_stops_and_is_marked_for_the_sweeper(storage):
+def _study_with_two_finished_trials(storage):
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    for value in (0.8, 0.9):  # two finished trials with a held-out score at evaluation 1
+    for value in (0.8, 0.9):
         trial = study.ask()
         trial.report(value, step=1)
         study.tell(trial, value)
+    return study
+
+
+def test_a_trial_below_the_median_stops_and_is_marked_for_the_sweeper(storage):
+    study = _study_with_two_finished_trials(storage)  # each with a held-out score at evaluation 1
     good, bad = study.ask(), study.ask()
 
     assert _job_side(storage, good.number, 0.95) is False
@@ -71,6 +80,17 @@ def test_a_trial_below_the_median_stops_and_is_marked_for_the_sweeper(storage):
     assert trials[bad.number].user_attrs[PRUNED_AT_STEP] == 12
     assert trials[bad.number].intermediate_values == {1: 0.1}
     assert PRUNED_AT_STEP not in trials[good.number].user_attrs
+
+
+def test_the_last_evaluation_never_prunes_unless_asked(storage):
+    study = _study_with_two_finished_trials(storage)
+    spared, stopped = study.ask(), study.ask()
+
+    assert _job_side(storage, spared.number, 0.1, total_steps=12) is False
+    assert _job_side(storage, stopped.number, 0.1, total_steps=12, prune_last_evaluation=True) is True
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[spared.number].intermediate_values == {1: 0.1}  # reported all the same
+    assert PRUNED_AT_STEP not in trials[spared.number].user_attrs
 
 
 def test_pruning_switched_off_reports_nothing(storage):

@@ -23,6 +23,9 @@ class PruneTrial(L.Callback):
 
     ``enabled=false`` (``hparams_search.prune=false``) reports nothing and prunes nothing. A stopped
     run ends as any run does (results.json, adapter); the sweeper then tells the trial PRUNED.
+    The last evaluation is reported but never prunes, since stopping there saves nothing and only
+    keeps the trial's score out of the study, unless ``prune_last_evaluation`` (the committed
+    searches of ``experiment=method_search`` ran so).
     """
 
     def __init__(
@@ -32,8 +35,10 @@ class PruneTrial(L.Callback):
         trial: int | None,
         pruner: Any = None,
         enabled: bool = True,
+        prune_last_evaluation: bool = False,
     ) -> None:
         self.enabled = bool(enabled and storage and study_name and trial is not None)
+        self.prune_last_evaluation = prune_last_evaluation
         self.storage, self.study_name, self.number, self.pruner = storage, study_name, trial, pruner
         self._trial: Any = None
 
@@ -53,7 +58,8 @@ class PruneTrial(L.Callback):
             entry = pl_module.history[-1]
             trial = self._open()
             trial.report(entry["dev"][pl_module.spec.primary_metric], step=evaluation)
-            if trial.should_prune():
+            last = trainer.global_step >= trainer.estimated_stepping_batches
+            if (self.prune_last_evaluation or not last) and trial.should_prune():
                 trial.set_user_attr(PRUNED_AT_STEP, entry["step"])
                 log.info(
                     "Trial %d pruned at step %d (evaluation %d): below the median of the earlier trials",
