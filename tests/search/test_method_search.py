@@ -23,6 +23,10 @@ def test_every_method_gets_the_same_search_at_the_tables_epochs(method, epochs):
     assert cfg.trainer.max_epochs == epochs
     assert cfg.data.dev_from_train is True
     assert dict(cfg.hparams_search.lr_range) == dict(cfg.hparams_search.lr_ranges[method])
+    # as the committed searches ran; any other search spares the last evaluation
+    assert cfg.callbacks.prune_trial.prune_last_evaluation is True
+    other = compose_train(["hparams_search=lr", f"method={method}", "task=stsb"])
+    assert other.callbacks.prune_trial.prune_last_evaluation is False
 
 
 def _root(method, task):
