@@ -4,14 +4,18 @@ searched rates), composed only; nothing is trained."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 import glue_lora  # noqa: F401  (registers the resolvers the configs use)
 from glue_lora.search.comparison import KEPT, SEARCH_LOG, threads_per_search
+from glue_lora.search.trials import RESULTS_YAML, TRIALS_MD, TRIALS_PNG
 from glue_lora.settings.resolvers import searched
 from glue_lora.utils.errors import ConfigError
+from glue_lora.utils.run_files import FAILED
 from tests.helpers.runs import CONF, TINY, compose_train
 
 
@@ -94,3 +98,52 @@ def test_method_search_refuses_one_sweep_dir_for_every_search_and_no_jobs(capsys
 
 def test_concurrent_searches_share_the_cores_out_as_threads():
     assert [threads_per_search(jobs, cores=16) for jobs in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+
+
+def _fake_search(monkeypatch, returncode, writes_results):
+    """train.py's place: a sweep that may write the study's results, then exits with returncode."""
+    import subprocess
+
+    from glue_lora.search import comparison
+
+    def run(command, **kwargs):
+        sweep = Path(next(a for a in command if a.startswith("hydra.sweep.dir=")).split("=", 1)[1])
+        if writes_results:
+            results = {"name": "optuna", "best_params": {"optimizer.lr": 1e-3}, "best_value": 0.8}
+            OmegaConf.save(OmegaConf.create(results), sweep / RESULTS_YAML)
+            for name in (TRIALS_MD, TRIALS_PNG):
+                (sweep / name).write_text(name)
+        return subprocess.CompletedProcess(command, returncode)
+
+    monkeypatch.setattr(comparison.subprocess, "run", run)
+
+
+def test_a_search_that_finished_beside_a_failed_trial_is_kept(monkeypatch, tmp_path):
+    from glue_lora.search.comparison import run_search
+
+    sweeps, results = tmp_path / "sweeps", tmp_path / "results"
+    (sweeps / "mrpc" / "full" / "6").mkdir(parents=True)
+    (sweeps / "mrpc" / "full" / "6" / FAILED).write_text("{}")  # left by an earlier start
+    _fake_search(monkeypatch, returncode=1, writes_results=True)
+
+    outcome = run_search("mrpc", "full", [], sweeps, results)
+
+    assert outcome.returncode == 0
+    assert "optimizer.lr=0.001, held-out 0.8000" in outcome.best and "trial 6" in outcome.best
+    assert sorted(p.name for p in (results / "mrpc" / "full").iterdir()) == sorted(KEPT)
+
+
+def test_a_search_that_stopped_before_its_results_is_failed(monkeypatch, tmp_path):
+    from glue_lora.search.comparison import run_search
+
+    sweeps, results = tmp_path / "sweeps", tmp_path / "results"
+    (sweeps / "mrpc" / "full").mkdir(parents=True)
+    stale = sweeps / "mrpc" / "full" / RESULTS_YAML
+    stale.write_text("best_value: 0.5\n")
+    os.utime(stale, (0, 0))  # an earlier run's results: not this run's
+    _fake_search(monkeypatch, returncode=1, writes_results=False)
+
+    outcome = run_search("mrpc", "full", [], sweeps, results)
+
+    assert outcome.returncode == 1 and outcome.best.startswith("failed (exit 1)")
+    assert not (results / "mrpc" / "full").exists()
