@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from glue_lora.reports.report import main as report_main
+from glue_lora.reports.runs import write_failure
 from glue_lora.reports.summary import SUMMARY_CSV, SUMMARY_MD
+from glue_lora.training.hydra_callbacks import BASIC_SWEEPER, SweepSummary
 from tests.helpers.runs import CONF, TINY, job_dirs, read_csv, run_cli
 from tests.helpers.wandb_log import read_offline_run
 
@@ -201,3 +204,23 @@ def test_slurm_launcher_composes():
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.partition) == (8, 8, "gpu")
     assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp", 8)
     assert cfg.hydra.callbacks.sweep_summary._target_ == "glue_lora.training.hydra_callbacks.SweepSummary"
+
+
+@pytest.mark.parametrize(
+    ("sweeper", "exits"),
+    [(BASIC_SWEEPER, True), ("hydra_plugins.glue_lora_search.search_sweeper.SearchSweeper", False)],
+)
+def test_a_failed_job_ends_the_sweep_with_exit_1_unless_its_sweeper_accepted_it(
+    tmp_path, capsys, sweeper, exits
+):
+    (tmp_path / "6").mkdir()
+    write_failure(tmp_path / "6", ValueError("boom"))
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": {"_target_": sweeper}}})
+    if exits:
+        with pytest.raises(SystemExit) as ended:
+            SweepSummary().on_multirun_end(config)
+        assert ended.value.code == 1
+        assert "1 of 1 job(s) of the sweep failed" in capsys.readouterr().err
+    else:  # a search: the failed trial is FAIL in the study, and no later start would rerun it
+        SweepSummary().on_multirun_end(config)
+        assert "error:" not in capsys.readouterr().err

@@ -17,13 +17,13 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from glue_lora.reports.runs import find_runs
 from glue_lora.search.trials import RESULTS_YAML, TRIALS_MD, TRIALS_PNG
 from glue_lora.utils.run_files import FAILED
 
@@ -70,7 +70,6 @@ def run_search(
     With ``jobs`` > 1 searches run side by side, so each one's output goes to its sweep dir's
     ``method_search.log`` instead of the terminal, and its threads are capped at its share."""
     sweep = sweeps / task / method
-    started = time.time()
     command = [sys.executable, str(CHECKOUT / "train.py"), "experiment=method_search", f"task={task}"]
     command += [f"method={method}", f"hydra.sweep.dir={sweep}", *overrides]
     if jobs == 1:
@@ -83,20 +82,15 @@ def run_search(
         with open(sweep / SEARCH_LOG, "a") as log:
             done = subprocess.run(command, cwd=CHECKOUT, env=env, stdout=log, stderr=subprocess.STDOUT)
         print(f"== done: {task} {method} (exit {done.returncode})", flush=True)
-    # Exit 1 after this run wrote the study's results: the search finished, but the sweep holds a
-    # failed job (its failed.json), of this run or of an earlier start. A failed trial does not
-    # count towards n_trials, and running the command again would not remove it, so the search is
-    # kept as finished.
-    results_yaml = sweep / RESULTS_YAML
-    finished = results_yaml.is_file() and results_yaml.stat().st_mtime >= started
-    if done.returncode != 0 and not (done.returncode == 1 and finished):
+    if done.returncode != 0:
         where = "see above" if jobs == 1 else f"see {sweep / SEARCH_LOG}"
         return SearchOutcome(task, method, done.returncode, f"failed (exit {done.returncode}), {where}")
     kept = results / task / method
     kept.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
         shutil.copy2(sweep / name, kept / name)
-    failed = sorted(int(path.parent.name) for path in sweep.glob(f"*/{FAILED}") if path.parent.name.isdigit())
+    # a failed trial does not count towards n_trials; the sweep's end listed it as a warning
+    failed = sorted(int(run.path.name) for run in find_runs([sweep]) if run.status == "failed")
     note = f" (failed, not counted: trial {', '.join(map(str, failed))}; see its {FAILED})" if failed else ""
     return SearchOutcome(task, method, 0, _best(sweep) + note)
 

@@ -199,8 +199,9 @@ class SweepSummary(Callback):
 
     Rewritten after every job, not only when the sweep ends: another sweeper than Hydra's basic one
     (Optuna, say) re-raises a failed job's error, and ``on_multirun_end`` never runs then. A failed job
-    leaves ``failed.json`` (its error's first line) in its directory and is listed; with the basic
-    sweeper, the sweep ends with a table of its failed jobs and exit code 1 instead of a traceback.
+    leaves ``failed.json`` (its error's first line) in its directory and is listed. A basic sweep ends
+    with a table of its failed jobs and exit code 1, not a traceback; another sweeper that gets to its
+    end accepted its failures (past ``max_failure_rate`` it re-raises), so the table is a warning there.
     Only rank 0 writes, where a launcher runs each job in several processes (submitit's
     ``tasks_per_node``, a sweep under ``torchrun``).
     """
@@ -222,7 +223,7 @@ class SweepSummary(Callback):
                 log.warning("Could not record the failure in %s: %s", config.hydra.runtime.output_dir, err)
             else:
                 _log_failure(error)
-                if str(config.hydra.sweeper.get("_target_", "")) == BASIC_SWEEPER:
+                if _is_basic_sweeper(config):
                     # Recorded: Hydra's BasicSweeper need not re-raise it as a traceback once the other
                     # jobs are done; on_multirun_end then ends the sweep with the table of failures.
                     job_return.status = JobStatus.COMPLETED
@@ -237,7 +238,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         self._write(sweep_dir)
         # Read from the sweep directory: a parallel launcher ran on_job_end in its worker processes.
-        if table := failed_jobs_table(sweep_dir):
+        if (table := failed_jobs_table(sweep_dir)) and not _is_basic_sweeper(config):
+            log.warning("%s", table)  # a failed trial never reruns: exit 1 would follow every start
+        elif table:
             print(f"error: {table}", file=sys.stderr)
             raise SystemExit(1)  # not an Exception: Hydra's callback runner would turn it into a warning
 
@@ -255,6 +258,10 @@ class SweepSummary(Callback):
 
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def _is_basic_sweeper(config: DictConfig) -> bool:
+    return str(config.hydra.sweeper.get("_target_", "")) == BASIC_SWEEPER
 
 
 def _log_failure(error: BaseException) -> None:
