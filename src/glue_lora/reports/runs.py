@@ -142,12 +142,17 @@ def _job_order(run: Run) -> tuple[bool, int, str]:
     return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
 
 
+def failed_jobs(runs: Iterable[Run]) -> list[Run]:
+    """The runs that failed in their latest attempt (failed.json and no results.json), in job order."""
+    return sorted((r for r in runs if r.status == "failed"), key=_job_order)
+
+
 def failed_jobs_table(sweep_dir: Path) -> str | None:
     """A short table of the jobs of ``sweep_dir`` that failed in their latest attempt (failed.json and
     no results.json): job number, the overrides that tell the jobs apart, the error's first line, the
     path of its failed.json. None when no job failed."""
     runs = find_runs([sweep_dir])
-    failed = sorted((r for r in runs if r.status == "failed"), key=_job_order)
+    failed = failed_jobs(runs)
     if not failed:
         return None
     keys = list(dict.fromkeys(k for r in runs for k in r.overrides))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from glue_lora.reports.runs import find_runs
+from glue_lora.reports.runs import failed_jobs, find_runs
 from glue_lora.search.trials import RESULTS_YAML, TRIALS_MD, TRIALS_PNG
 from glue_lora.utils.run_files import FAILED
 
@@ -90,8 +90,8 @@ def run_search(
     for name in KEPT:
         shutil.copy2(sweep / name, kept / name)
     # a failed trial does not count towards n_trials; the sweep's end listed it as a warning
-    failed = sorted(int(run.path.name) for run in find_runs([sweep]) if run.status == "failed")
-    note = f" (failed, not counted: trial {', '.join(map(str, failed))}; see its {FAILED})" if failed else ""
+    failed = [run.path.name for run in failed_jobs(find_runs([sweep]))]
+    note = f" (failed, not counted: trial {', '.join(failed)}; see its {FAILED})" if failed else ""
     return SearchOutcome(task, method, 0, _best(sweep) + note)
 
 
